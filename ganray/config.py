@@ -1,0 +1,217 @@
+"""The one typed config tree, loaded from YAML with `--set section.key=value` overrides.
+
+Validation happens at load time so a typo fails before any Ray worker starts: unknown keys
+and wrong types are errors naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ganray.errors import GanrayError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+DataSource = Literal["digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds"]
+
+
+class DataConfig(_Section):
+    source: DataSource = "digits"
+    path: str | None = Field(None, description="directory or s3:// prefix; unused for digits")
+    image_size: int = Field(28, ge=8, le=256, description="images are resized to this")
+    channels: Literal[1, 3] = 1
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held out when a source has no test split")
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0, description="use a class-stratified subset of train")
+    split_seed: int = 0
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_four(cls, v: int) -> int:
+        if v % 4:
+            raise ValueError(f"must be a multiple of 4 (the generator upsamples twice), got {v}")
+        return v
+
+
+class ModelConfig(_Section):
+    arch: str = Field("cdcgan", description="name in the model registry (ganray.models)")
+    z_dim: int = Field(100, ge=1, le=4096)
+    width: float = Field(1.0, gt=0.0, le=8.0, description="channel multiplier")
+    spectral_norm: bool = Field(False, description="spectral norm on D's layers (conditional model)")
+    d_dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class LossConfig(_Section):
+    kind: Literal["minimax", "hinge"] = "minimax"
+    diffaugment: str = Field("", description="comma list of color,translation,cutout; empty for none")
+    r1_gamma: float = Field(0.0, ge=0.0, description="R1 penalty weight on real images (0 = off)")
+
+    @field_validator("diffaugment")
+    @classmethod
+    def _known_policies(cls, v: str) -> str:
+        known = {"color", "translation", "cutout"}
+        names = [p.strip() for p in v.split(",") if p.strip()]
+        bad = [p for p in names if p not in known]
+        if bad:
+            raise ValueError(f"unknown DiffAugment policy {bad[0]!r}; use a comma list of {sorted(known)}")
+        return ",".join(names)
+
+
+class TrainConfig(_Section):
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=1, description="global batch, split evenly across workers")
+    lr_g: float = Field(2e-4, gt=0.0)
+    lr_d: float = Field(2e-4, gt=0.0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    adam_eps: float = Field(1e-7, gt=0.0, description="Keras' Adam default")
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="0 disables the EMA generator")
+    seed: int = 0
+    log_every: int = Field(50, ge=1)
+    sample_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+    amp: Literal["none", "bf16"] = Field("none", description="bf16 autocast, GPU only")
+    threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = the worker's CPUs")
+
+
+class EvalConfig(_Section):
+    every: int = Field(0, ge=0, description="evaluate FID every N training steps; 0 = off")
+    num_samples: int = Field(2000, ge=10)
+
+
+class StorageConfig(_Section):
+    runs_dir: str = "runs"
+    run_name: str | None = Field(None, description="defaults to <arch>-<timestamp>")
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v or v in {".", ".."}):
+            raise ValueError(f"must be a plain directory name, got {v!r}")
+        return v
+
+
+class RayConfig(_Section):
+    address: str | None = Field(None, description="cluster address; None = running cluster or a new local one")
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from")
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> "Config":
+        if self.train.batch_size % self.ray.num_workers:
+            raise ValueError(
+                f"train.batch_size={self.train.batch_size} must be divisible by "
+                f"ray.num_workers={self.ray.num_workers}"
+            )
+        return self
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the given sections (all if none): names runs and caches."""
+        data = self.model_dump()
+        if sections:
+            data = {k: data[k] for k in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key '{loc}'; check the spelling (see README, Configuration)"
+    if first["type"] == "model_attributes_type" or first["type"] == "dict_type":
+        return f"config key '{loc}' must be a mapping"
+    where = f"'{loc}'" if loc else "config"
+    return f"invalid config {where}: {msg}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b=value`; the value is parsed as YAML so `3`, `1e-4`, `true` get their types."""
+    if "=" not in text:
+        raise GanrayError(f"--set {text!r} is not key=value; write e.g. --set train.steps=100")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise GanrayError(f"--set key {key!r} must be section.key, e.g. train.steps")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def _apply_override(tree: dict[str, Any], parts: list[str], value: Any) -> None:
+    node: Any = tree
+    schema: Any = Config
+    for i, part in enumerate(parts):
+        fields = schema.model_fields if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+        if fields is None or part not in fields:
+            raise GanrayError(
+                f"--set {'.'.join(parts)}: unknown config key '{'.'.join(parts[: i + 1])}'; "
+                "see README, Configuration"
+            )
+        schema = fields[part].annotation
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults <- YAML file <- `--set` overrides, validated once at the end."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise GanrayError(f"config file {str(p)!r} does not exist; pass an existing YAML file to --config")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise GanrayError(f"config file {str(p)!r}{where} is not valid YAML; fix the syntax") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise GanrayError(f"config file {str(p)!r} must hold a mapping of sections (data:, train:, ...)")
+        tree = loaded
+    for text in overrides:
+        parts, value = parse_override(text)
+        _apply_override(tree, parts, value)
+    return validate_config(tree)
+
+
+def validate_config(tree: Any) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise GanrayError(_format_error(e)) from None
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)

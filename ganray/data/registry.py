@@ -1,0 +1,79 @@
+"""One entry point from `data:` config to train/test splits, whatever the source.
+
+Path checks live here so every source fails the same way, before any file is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ganray.config import DataConfig
+from ganray.data.base import ImageDataset, Splits, stratified_split, to_model_shape
+from ganray.data.cifar import load_cifar10_splits
+from ganray.data.digits import load_digits_splits
+from ganray.data.folder import load_folder_splits
+from ganray.data.idx import load_idx_splits
+from ganray.errors import GanrayError
+
+log = logging.getLogger(__name__)
+
+SOURCES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
+
+_LOADERS: dict[str, Callable[[DataConfig], Splits]] = {
+    "digits": load_digits_splits,
+    "mnist": lambda cfg: load_idx_splits(cfg, "mnist"),
+    "fashion-mnist": lambda cfg: load_idx_splits(cfg, "fashion-mnist"),
+    "cifar10": load_cifar10_splits,
+    "folder": load_folder_splits,
+}
+
+
+def check_path(cfg: DataConfig) -> None:
+    """Fail on a missing or wrong path before a loader starts reading."""
+    if cfg.path is None:
+        raise GanrayError(
+            f"data.path is required for data.source={cfg.source}; set it with --set data.path=/path/to/data"
+        )
+    if "://" in cfg.path:
+        raise GanrayError(
+            f"data.source={cfg.source} reads a local directory, got {cfg.path!r}; copy the data to local disk"
+        )
+    if not Path(cfg.path).expanduser().exists():
+        raise GanrayError(f"data.path '{cfg.path}' does not exist; fix data.path or create the directory")
+
+
+def train_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a class-stratified `fraction` of train, never dropping a class entirely."""
+    kept, held = stratified_split(labels, 1.0 - fraction, seed)
+    missing = np.setdiff1d(np.unique(labels), labels[kept])
+    rescued = [held[labels[held] == c][0] for c in missing]
+    return np.sort(np.concatenate([kept, np.asarray(rescued, dtype=kept.dtype)]))
+
+
+def _to_model(ds: ImageDataset, cfg: DataConfig) -> ImageDataset:
+    images = to_model_shape(ds.images, cfg.image_size, cfg.channels)
+    return ds if images is ds.images else ImageDataset(images, ds.labels, ds.class_names)
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Train/test splits in the model's shape, with `train_fraction` applied to train only."""
+    if cfg.source == "wds":
+        raise GanrayError(
+            "data.source 'wds' needs the shard reader, which is not built yet; "
+            "use data.source=folder, mnist, fashion-mnist, cifar10 or digits for now"
+        )
+    if cfg.source not in _LOADERS:
+        raise GanrayError(f"unknown data.source {cfg.source!r}; use one of {', '.join(SOURCES)}")
+    if cfg.source != "digits":
+        check_path(cfg)
+    splits = _LOADERS[cfg.source](cfg)
+    train, test = _to_model(splits.train, cfg), _to_model(splits.test, cfg)
+    if cfg.train_fraction < 1.0 and len(train):
+        index = train_subset(train.labels.numpy(), cfg.train_fraction, cfg.split_seed)
+        log.info("train_fraction=%g: using %d of %d train images", cfg.train_fraction, len(index), len(train))
+        train = train.subset(index)
+    return Splits(train=train, test=test)

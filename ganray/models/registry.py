@@ -1,0 +1,55 @@
+"""Architectures by name: configs and exported generators refer to models only through this table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from ganray.config import ModelConfig
+from ganray.errors import GanrayError
+from ganray.models.conditional import ConditionalGenerator, ProjectionDiscriminator
+from ganray.models.dcgan import DCGANDiscriminator, DCGANGenerator
+
+Shape = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Arch:
+    conditional: bool
+    generator: Callable[[ModelConfig, Shape, int], nn.Module]
+    discriminator: Callable[[ModelConfig, Shape, int], nn.Module]
+    summary: str
+
+
+ARCHS: dict[str, Arch] = {
+    "dcgan": Arch(
+        conditional=False,
+        generator=lambda m, shape, k: DCGANGenerator(m.z_dim, shape, m.width),
+        discriminator=lambda m, shape, k: DCGANDiscriminator(shape, m.width, m.d_dropout),
+        summary="the article's Keras DCGAN, exact port (unconditional)",
+    ),
+    "cdcgan": Arch(
+        conditional=True,
+        generator=lambda m, shape, k: ConditionalGenerator(m.z_dim, k, shape, m.width),
+        discriminator=lambda m, shape, k: ProjectionDiscriminator(k, shape, m.width, m.d_dropout, m.spectral_norm),
+        summary="class-conditional DCGAN: conditional BatchNorm G, projection D",
+    ),
+}
+
+
+def get_arch(name: str) -> Arch:
+    try:
+        return ARCHS[name]
+    except KeyError:
+        raise GanrayError(f"unknown model.arch {name!r}; choose one of {sorted(ARCHS)}") from None
+
+
+def build_generator(cfg: ModelConfig, image_shape: Shape, num_classes: int) -> nn.Module:
+    return get_arch(cfg.arch).generator(cfg, image_shape, num_classes)
+
+
+def build_models(cfg: ModelConfig, image_shape: Shape, num_classes: int) -> tuple[nn.Module, nn.Module]:
+    arch = get_arch(cfg.arch)
+    return arch.generator(cfg, image_shape, num_classes), arch.discriminator(cfg, image_shape, num_classes)

@@ -1,0 +1,1 @@
+"""GAN training: the plain PyTorch loop and the Ray Train wrapper around it."""

@@ -1,0 +1,84 @@
+"""Loop hooks: where metrics, sample grids and checkpoints go, with and without Ray."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+from ganray.config import Config
+from ganray.data.base import ImageDataset
+from ganray.errors import GanrayError
+from ganray.training.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+from ganray.training.run_dir import RunWriter
+from ganray.training.state import GANState
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_meta(cfg: Config, data: ImageDataset) -> dict[str, Any]:
+    """What a checkpoint must carry to be exported or generated from without the dataset."""
+    return {
+        "arch": cfg.model.arch,
+        "model": cfg.model.model_dump(),
+        "image_shape": list(data.shape),
+        "class_names": list(data.class_names),
+        "data_fingerprint": data.fingerprint(),
+        "data_source": cfg.data.source,
+    }
+
+
+class BaseHooks:
+    def __init__(self, run_dir: Path, rank: int, cfg: Config, data: ImageDataset) -> None:
+        self.writer = RunWriter(run_dir, rank)
+        self.rank, self.total = rank, cfg.train.steps
+        self.meta = checkpoint_meta(cfg, data)
+
+    def log(self, step: int, metrics: dict) -> None:
+        self.writer.metrics(step, metrics)
+        if self.rank == 0:
+            log.info(
+                "step %d/%d  loss_d %.3f  loss_g %.3f  D(real) %.2f  D(fake) %.2f  %.0f img/s",
+                step, self.total, metrics["loss_d"], metrics["loss_g"], metrics["d_real"], metrics["d_fake"],
+                metrics["img_per_s"],
+            )
+
+    def samples(self, step: int, png: bytes) -> None:
+        self.writer.samples(step, png)
+
+
+class LocalHooks(BaseHooks):
+    """Checkpoints straight into <run>/checkpoints, for runs without Ray (tests, baselines)."""
+
+    def __init__(self, run_dir: Path, rank: int, cfg: Config, data: ImageDataset) -> None:
+        super().__init__(run_dir, rank, cfg, data)
+        self.ckpt_root = Path(run_dir) / "checkpoints"
+        self.keep = cfg.train.keep_checkpoints
+
+    def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
+        if self.rank != 0:
+            return
+        save_checkpoint(self.ckpt_root / checkpoint_name(step), state.state_dict(), self.meta)
+        for old in sorted(self.ckpt_root.glob("step_*"))[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_dirs(root: Path) -> list[Path]:
+    """Checkpoint directories under root, newest first."""
+    return sorted((p for p in Path(root).glob("step_*") if p.is_dir()), reverse=True)
+
+
+def load_latest(candidates: Iterable[Path]) -> tuple[dict, dict, Path] | None:
+    """The newest checkpoint that loads; corrupt ones are skipped with a warning."""
+    errors = []
+    for d in candidates:
+        try:
+            state, meta = load_checkpoint(d)
+            return state, meta, d
+        except GanrayError as e:
+            log.warning("skipping checkpoint: %s", e)
+            errors.append(str(e))
+    if errors:
+        raise GanrayError(f"no loadable checkpoint among {len(errors)}: {errors[0]}")
+    return None

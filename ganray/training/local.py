@@ -1,0 +1,23 @@
+"""Training without Ray, in this process: the same loop and run-dir layout, for tests and baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganray.config import Config
+from ganray.data import load_splits
+from ganray.training.hooks import LocalHooks, checkpoint_dirs, load_latest
+from ganray.training.loop import Worker, train_gan
+from ganray.training.run_dir import CHECKPOINTS, prepare_run_dir, truncate_metrics
+from ganray.training.state import GANState
+
+
+def train_local(cfg: Config, run_dir: Path, worker: Worker = Worker()) -> GANState:
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, cfg)
+    data = load_splits(cfg.data).train
+    found = load_latest(checkpoint_dirs(run_dir / CHECKPOINTS))
+    resume = found[0] if found else None
+    if resume is not None:
+        truncate_metrics(run_dir, int(resume["step"]))
+    return train_gan(cfg, data, LocalHooks(run_dir, worker.rank, cfg, data), worker, resume)

@@ -1,0 +1,192 @@
+"""The GAN training loop: plain PyTorch, readable top to bottom, runs with or without Ray.
+
+Distributed: when torch.distributed is initialized, G and D are wrapped in DDP and each rank
+takes its slice of the global batch. Every random draw at step s comes from seeds derived from
+(seed, s, rank) and the batch from (seed, s), so a run resumed from a checkpoint at step s
+continues exactly as the uninterrupted run would have: the checkpoint's step *is* the RNG state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ganray.config import Config
+from ganray.data.base import ImageDataset, to_unit
+from ganray.errors import GanrayError
+from ganray.training.diffaugment import diff_augment
+from ganray.training.losses import LOSSES
+from ganray.training.sampling import fixed_inputs, generate, grid_png, recalibrate_batchnorm
+from ganray.training.state import GANState, build_state, update_ema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Worker:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+class Hooks(Protocol):
+    """Where the loop's outputs go. Called on every rank; implementations write on rank 0 only."""
+
+    def log(self, step: int, metrics: dict) -> None: ...
+
+    def samples(self, step: int, png: bytes) -> None: ...
+
+    def checkpoint(self, step: int, state: GANState, metrics: dict) -> None: ...
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
+
+
+def batch_indices(n: int, global_batch: int, step: int, seed: int, rank: int, world: int) -> torch.Tensor:
+    """This rank's slice of the global batch for `step`: epochs of shuffled, disjoint batches."""
+    per_epoch = max(1, n // global_batch)
+    epoch, offset = divmod(step, per_epoch)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    reps = math.ceil(global_batch / n)
+    perm = torch.cat([torch.randperm(n, generator=gen) for _ in range(reps)])
+    batch = perm[offset * global_batch : (offset + 1) * global_batch] if reps == 1 else perm[:global_batch]
+    local = global_batch // world
+    return batch[rank * local : (rank + 1) * local]
+
+
+def _module(m: nn.Module) -> nn.Module:
+    return m.module if isinstance(m, DDP) else m
+
+
+class _Averages:
+    """Running sums of the logged losses, kept as tensors so no step waits on a .item()."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.sums, self.count = device, {}, 0
+
+    def add(self, **values: torch.Tensor) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0) + v.detach().float()
+        self.count += 1
+
+    def pop(self, world: int) -> dict[str, float]:
+        keys = sorted(self.sums)
+        vec = torch.stack([self.sums[k] for k in keys]).to(self.device) / max(self.count, 1)
+        if world > 1:
+            dist.all_reduce(vec)
+            vec /= world
+        self.sums, self.count = {}, 0
+        return {k: float(v) for k, v in zip(keys, vec.cpu())}
+
+
+def train_gan(
+    cfg: Config,
+    data: ImageDataset,
+    hooks: Hooks,
+    worker: Worker = Worker(),
+    resume: dict | None = None,
+) -> GANState:
+    """Train until cfg.train.steps; `resume` is a state dict from a checkpoint."""
+    t = cfg.train
+    device = worker.device
+    if t.batch_size % worker.world:
+        raise GanrayError(f"train.batch_size={t.batch_size} must be divisible by the {worker.world} workers")
+    state = build_state(cfg, data.shape, data.num_classes, device)
+    if resume is not None:
+        try:
+            state.load_state_dict(resume)
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise GanrayError(
+                f"checkpoint does not fit model {cfg.model.arch!r} (width {cfg.model.width}): "
+                f"{str(e).splitlines()[0][:160]}; use the run's own config or a new storage.run_name"
+            ) from None
+        log.info("resuming at step %d of %d", state.step, t.steps)
+    if worker.world > 1 and dist.is_initialized():
+        ids = [device.index] if device.type == "cuda" else None
+        G = DDP(state.G, device_ids=ids)
+        # D runs once per step on the concatenated real+fake batch; its buffers are its own.
+        D = DDP(state.D, device_ids=ids, forward_sync_buffers=False)
+    else:
+        G, D = state.G, state.D
+    d_loss_fn, g_loss_fn = LOSSES[cfg.loss.kind]
+    policy = cfg.loss.diffaugment
+    images = data.images  # uint8 in memory; converted per batch
+    labels = data.labels
+    conditional = _module(G).num_classes > 0
+    amp = t.amp == "bf16" and device.type == "cuda"
+    fixed_z, fixed_y = fixed_inputs(_module(G), t.seed)
+    avg = _Averages(device)
+    last_time, last_step = time.perf_counter(), state.step
+    local_bs = t.batch_size // worker.world
+
+    while state.step < t.steps:
+        s = state.step
+        torch.manual_seed(step_seed(t.seed, s, worker.rank))
+        idx = batch_indices(len(images), t.batch_size, s, t.seed, worker.rank, worker.world)
+        real = to_unit(images[idx]).to(device, non_blocking=True)
+        y = labels[idx].to(device, non_blocking=True) if conditional else None
+        z = torch.randn(local_bs, cfg.model.z_dim, device=device)
+
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            fake = G(z, y)
+            # D step: one forward over real and fake together.
+            both = diff_augment(torch.cat([real, fake.detach()]), policy)
+            logits = D(both, torch.cat([y, y]) if conditional else None).float()
+            loss_d = d_loss_fn(logits[:local_bs], logits[local_bs:])
+        state.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        state.opt_d.step()
+
+        # G step through the updated D; D's parameters are frozen, so its DDP hooks stay idle.
+        d_plain = _module(D)
+        d_plain.requires_grad_(False)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            fake_logits = d_plain(diff_augment(fake, policy), y).float()
+            loss_g = g_loss_fn(fake_logits)
+        state.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        state.opt_g.step()
+        d_plain.requires_grad_(True)
+
+        if state.G_ema is not None:
+            update_ema(state.G_ema, _module(G), t.ema_decay, s)
+        state.step = s + 1
+        avg.add(
+            loss_d=loss_d,
+            loss_g=loss_g,
+            d_real=logits[:local_bs].mean(),
+            d_fake=logits[local_bs:].mean(),
+        )
+
+        step = state.step
+        final = step == t.steps
+        metrics: dict = {}
+        if step % t.log_every == 0 or final or step % t.checkpoint_every == 0:
+            metrics = avg.pop(worker.world)
+            now = time.perf_counter()
+            metrics["img_per_s"] = (step - last_step) * t.batch_size / max(now - last_time, 1e-9)
+            last_time, last_step = now, step
+            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+            if bad:
+                raise GanrayError(
+                    f"non-finite {bad[0]} at step {step}: training diverged; the last good checkpoint is kept, "
+                    "lower train.lr_g/lr_d or enable loss.diffaugment"
+                )
+            hooks.log(step, metrics)
+        if worker.rank == 0 and (step % t.sample_every == 0 or final):
+            sampler = state.sampler()
+            recalibrate_batchnorm(sampler, seed=t.seed)
+            grid = generate(sampler, fixed_z, fixed_y)
+            hooks.samples(step, grid_png(grid, ncol=10 if conditional else 8))
+        if step % t.checkpoint_every == 0 or final:
+            hooks.checkpoint(step, state, metrics)
+    return state

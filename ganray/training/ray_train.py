@@ -1,0 +1,148 @@
+"""Ray Train around the plain loop: a TorchTrainer whose workers call `train_gan`.
+
+Checkpoints go through Ray Train (`ray.train.report`) into <run>/checkpoints, so Ray's own
+failure handling restarts workers from the latest one, and a new `fit()` with the same
+RunConfig(name, storage_path) resumes a stopped run at its step (Train V2 has no
+`resume_from_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from ganray.config import Config, RayConfig
+from ganray.data import load_splits
+from ganray.errors import GanrayError
+from ganray.log import setup_logging
+from ganray.training.checkpoint import checkpoint_name, save_checkpoint
+from ganray.training.hooks import BaseHooks, checkpoint_dirs, load_latest
+from ganray.training.loop import Worker, train_gan
+from ganray.training.run_dir import CHECKPOINTS, prepare_run_dir, resolve_run_dir, truncate_metrics
+from ganray.training.state import GANState
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(rc: RayConfig) -> None:
+    """Join the configured or running cluster; otherwise start a local one bound to 127.0.0.1."""
+    if ray.is_initialized():
+        return
+    address = rc.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    try:
+        ray.init(address="auto", log_to_driver=True)
+    except ConnectionError:
+        # The dashboard serves the state API that Ray Train's controller monitor queries.
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
+
+
+class RayHooks(BaseHooks):
+    def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
+        report = {"step": step, **metrics}
+        with tempfile.TemporaryDirectory(prefix="ganray-ckpt-") as tmp:
+            ckpt = None
+            if self.rank == 0:
+                save_checkpoint(tmp, state.state_dict(), self.meta)
+                ckpt = Checkpoint.from_directory(tmp)
+            # A barrier on all ranks; Ray Train persists rank 0's directory.
+            ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=checkpoint_name(step))
+
+
+def _resume_state() -> dict | None:
+    """Latest Ray Train checkpoint, falling back to older ones if it is corrupt."""
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return None
+    latest = Path(ckpt.path)
+    candidates = [latest] + [d for d in checkpoint_dirs(latest.parent) if d.name < latest.name]
+    found = load_latest(candidates)
+    if found is None:
+        return None
+    state, _, path = found
+    log.info("resuming from checkpoint %s", path)
+    return state
+
+
+def _train_worker(config: dict) -> None:
+    setup_logging()
+    cfg = Config.model_validate(config["cfg"])
+    run_dir = Path(config["run_dir"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
+    device = ray.train.torch.get_device() if cfg.ray.use_gpu else torch.device("cpu")
+    data = load_splits(cfg.data).train
+    resume = _resume_state()
+    if rank == 0 and resume is not None:
+        truncate_metrics(run_dir, int(resume["step"]))
+    train_gan(cfg, data, RayHooks(run_dir, rank, cfg, data), Worker(rank, world, device), resume)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run_dir: Path
+    checkpoint: Path | None
+    resumed: bool
+
+
+def _unwrap(err: Exception) -> GanrayError | None:
+    """The user-facing error a worker raised, if any, out of Ray's wrappers."""
+    failures = getattr(err, "worker_failures", None) or {}
+    for e in [*failures.values(), err]:
+        while e is not None:
+            if isinstance(e, GanrayError):
+                return GanrayError(str(e).splitlines()[-1].split("GanrayError: ")[-1])
+            text = str(e)
+            if "GanrayError: " in text:
+                return GanrayError(text.split("GanrayError: ")[-1].splitlines()[0])
+            e = e.__cause__
+    return None
+
+
+def train_with_ray(cfg: Config) -> TrainOutcome:
+    """Train with Ray Train; resumes when the run dir already holds a compatible run."""
+    if cfg.ray.use_gpu is False and cfg.train.amp == "bf16":
+        log.warning("train.amp=bf16 applies on GPU only; training in float32")
+    load_splits(cfg.data)  # fail fast on bad data before any worker starts
+    run_dir = resolve_run_dir(cfg)
+    resumed = prepare_run_dir(run_dir, cfg)
+    ensure_ray(cfg.ray)
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"cfg": cfg.model_dump(), "run_dir": str(run_dir)},
+        torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.ray.num_workers,
+            use_gpu=cfg.ray.use_gpu,
+            resources_per_worker={"CPU": cfg.ray.cpus_per_worker, **({"GPU": 1} if cfg.ray.use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=CHECKPOINTS,
+            storage_path=str(run_dir),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
+        ),
+    )
+    log.info("training %s on %s with %d Ray Train workers into %s", cfg.model.arch, cfg.data.source, cfg.ray.num_workers, run_dir)
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        user = _unwrap(e)
+        if user is not None:
+            raise user from None
+        raise
+    ckpt = Path(result.checkpoint.path) if result.checkpoint is not None else None
+    return TrainOutcome(run_dir, ckpt, resumed)

@@ -1,0 +1,67 @@
+"""Everything a GAN run needs to continue exactly where it stopped, as plain PyTorch objects."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ganray.config import Config
+from ganray.models import build_models
+
+
+@dataclass
+class GANState:
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0  # number of completed optimizer steps
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.G.load_state_dict(sd["G"])
+        self.D.load_state_dict(sd["D"])
+        if self.G_ema is not None and sd.get("G_ema") is not None:
+            self.G_ema.load_state_dict(sd["G_ema"])
+        self.opt_g.load_state_dict(sd["opt_g"])
+        self.opt_d.load_state_dict(sd["opt_d"])
+        self.step = int(sd["step"])
+
+    def sampler(self) -> nn.Module:
+        """The generator to sample from: the EMA copy when there is one."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+
+def build_state(cfg: Config, image_shape: tuple[int, int, int], num_classes: int, device: torch.device) -> GANState:
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    G, D = build_models(cfg.model, image_shape, num_classes)
+    G, D = G.to(device), D.to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema_decay > 0 else None
+    t = cfg.train
+    opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2), eps=t.adam_eps)
+    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2), eps=t.adam_eps)
+    return GANState(G, D, G_ema, opt_g, opt_d)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """EMA of weights, warmed up so early averages are not dominated by the random init."""
+    d = min(decay, (1.0 + step) / (10.0 + step))
+    ema_p = [p for p in ema.parameters()]
+    src_p = [p.detach() for p in model.parameters()]
+    torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
