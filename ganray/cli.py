@@ -15,7 +15,7 @@ log = logging.getLogger("ganray")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML config (sections: data, model, loss, train, eval, storage, ray)")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML config (sections: data, model, loss, train, storage, ray)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set train.steps=500 (repeatable; values parse as YAML)",

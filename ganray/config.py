@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
 
-DataSource = Literal["digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds"]
+DataSource = Literal["digits", "mnist", "fashion-mnist", "cifar10", "folder"]
 
 
 class DataConfig(_Section):
@@ -52,7 +53,6 @@ class ModelConfig(_Section):
 class LossConfig(_Section):
     kind: Literal["minimax", "hinge"] = "minimax"
     diffaugment: str = Field("", description="comma list of color,translation,cutout; empty for none")
-    r1_gamma: float = Field(0.0, ge=0.0, description="R1 penalty weight on real images (0 = off)")
 
     @field_validator("diffaugment")
     @classmethod
@@ -83,11 +83,6 @@ class TrainConfig(_Section):
     threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = the worker's CPUs")
 
 
-class EvalConfig(_Section):
-    every: int = Field(0, ge=0, description="evaluate FID every N training steps; 0 = off")
-    num_samples: int = Field(2000, ge=10)
-
-
 class StorageConfig(_Section):
     runs_dir: str = "runs"
     run_name: str | None = Field(None, description="defaults to <arch>-<timestamp>")
@@ -113,7 +108,6 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()
 
@@ -134,13 +128,28 @@ class Config(_Section):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-4` as a float (YAML 1.1 needs `1.0e-4`, a common trap for lrs)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         return f"unknown config key '{loc}'; check the spelling (see README, Configuration)"
-    if first["type"] == "model_attributes_type" or first["type"] == "dict_type":
+    if first["type"] in {"model_type", "model_attributes_type", "dict_type"}:
         return f"config key '{loc}' must be a mapping"
     where = f"'{loc}'" if loc else "config"
     return f"invalid config {where}: {msg}"
@@ -155,7 +164,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if len(parts) < 2 or not all(parts):
         raise GanrayError(f"--set key {key!r} must be section.key, e.g. train.steps")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return parts, value
@@ -190,7 +199,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not p.is_file():
             raise GanrayError(f"config file {str(p)!r} does not exist; pass an existing YAML file to --config")
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = _yaml(p.read_text())
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""

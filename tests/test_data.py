@@ -391,7 +391,7 @@ def test_train_subset_keeps_every_class() -> None:
 
 
 def test_registry_errors(tmp_path: Path) -> None:
-    assert SOURCES == ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
+    assert SOURCES == ("digits", "mnist", "fashion-mnist", "cifar10", "folder")
     with pytest.raises(GanrayError, match="data.path is required for data.source=mnist"):
         load_splits(DataConfig(source="mnist"))
     with pytest.raises(GanrayError, match="data.path is required for data.source=folder"):
@@ -399,8 +399,6 @@ def test_registry_errors(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     with pytest.raises(GanrayError, match=f"'{missing}' does not exist"):
         load_splits(DataConfig(source="cifar10", path=str(missing)))
-    with pytest.raises(GanrayError, match="'wds' needs the shard reader"):
-        load_splits(DataConfig(source="wds", path=str(tmp_path)))
     with pytest.raises(GanrayError, match="no CIFAR-10 batches"):
         load_splits(DataConfig(source="cifar10", path=str(tmp_path)))
 

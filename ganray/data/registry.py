@@ -21,7 +21,7 @@ from ganray.errors import GanrayError
 
 log = logging.getLogger(__name__)
 
-SOURCES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
+SOURCES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "folder")
 
 _LOADERS: dict[str, Callable[[DataConfig], Splits]] = {
     "digits": load_digits_splits,
@@ -61,11 +61,6 @@ def _to_model(ds: ImageDataset, cfg: DataConfig) -> ImageDataset:
 
 def load_splits(cfg: DataConfig) -> Splits:
     """Train/test splits in the model's shape, with `train_fraction` applied to train only."""
-    if cfg.source == "wds":
-        raise GanrayError(
-            "data.source 'wds' needs the shard reader, which is not built yet; "
-            "use data.source=folder, mnist, fashion-mnist, cifar10 or digits for now"
-        )
     if cfg.source not in _LOADERS:
         raise GanrayError(f"unknown data.source {cfg.source!r}; use one of {', '.join(SOURCES)}")
     if cfg.source != "digits":

@@ -109,6 +109,10 @@ def train_gan(
                 f"checkpoint does not fit model {cfg.model.arch!r} (width {cfg.model.width}): "
                 f"{str(e).splitlines()[0][:160]}; use the run's own config or a new storage.run_name"
             ) from None
+        # The config, not the checkpoint, sets optimizer hyperparameters: users resume to change them.
+        for opt, lr in ((state.opt_g, t.lr_g), (state.opt_d, t.lr_d)):
+            for group in opt.param_groups:
+                group.update(lr=lr, betas=(t.beta1, t.beta2), eps=t.adam_eps)
         log.info("resuming at step %d of %d", state.step, t.steps)
     if worker.world > 1 and dist.is_initialized():
         ids = [device.index] if device.type == "cuda" else None

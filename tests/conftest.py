@@ -1,0 +1,55 @@
+"""Shared fixtures: one local Ray for the whole session, tiny configs, the digits splits."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from ganray.config import Config, load_config
+
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+torch.set_num_threads(2)
+
+
+def tiny_config(tmp_path, *overrides: str) -> Config:
+    """A config small enough to train in seconds on 2 CPUs."""
+    base = [
+        "model.width=0.25",
+        "train.batch_size=32",
+        "train.steps=10",
+        "train.log_every=5",
+        "train.sample_every=5",
+        "train.checkpoint_every=5",
+        "ray.num_workers=1",
+        f"storage.runs_dir={tmp_path}",
+        "storage.run_name=run",
+    ]
+    return load_config(None, [*base, *overrides])
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray (2 CPUs, loopback only) for every test that needs it."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            _node_ip_address="127.0.0.1",
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            log_to_driver=True,
+            logging_level="WARNING",
+        )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from ganray.data import load_splits
+    from ganray.config import DataConfig
+
+    return load_splits(DataConfig())

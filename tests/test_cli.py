@@ -1,0 +1,77 @@
+"""Bad input at the CLI: one line naming the problem, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganray.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "train.nope=1"], "unknown config key 'train.nope'"),
+        (["--set", "train.steps=ten"], "'train.steps'"),
+        (["--set", "data.image_size=30"], "multiple of 4"),
+        (["--set", "data.source=mnist"], "data.path is required for data.source=mnist"),
+        (["--set", "data.source=folder", "--set", "data.path=/nonexistent/dir"], "'/nonexistent/dir' does not exist"),
+        (["--set", "model.arch=resnet"], "unknown model.arch 'resnet'"),
+        (["--config", "/nonexistent.yaml"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, args, message):
+    code, err = run_cli(capsys, "train", "--set", f"storage.runs_dir={tmp_path}", *args)
+    assert code == 2
+    assert message in err
+    assert len(err.splitlines()) == 1 and err.startswith("ganray train: error:")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_image_shape_for_a_run_is_refused(capsys, tmp_path):
+    from conftest import tiny_config
+    from ganray.training.local import train_local
+
+    train_local(tiny_config(tmp_path, "train.steps=5"), tmp_path / "run")
+    before = sorted(p.name for p in (tmp_path / "run").rglob("*"))
+    code, err = run_cli(
+        capsys, "train", "--set", f"storage.runs_dir={tmp_path}", "--set", "storage.run_name=run",
+        "--set", "data.image_size=32", "--set", "model.width=0.25",
+    )
+    assert code == 2 and "different model config" in err
+    assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == before
+
+
+def test_unreadable_checkpoint_is_a_clear_error(capsys, tmp_path, ray_local):
+    from conftest import tiny_config
+    from ganray.training.ray_train import train_with_ray
+
+    cfg = tiny_config(tmp_path, "train.steps=5", "ray.max_failures=0")
+    out = train_with_ray(cfg)
+    state = out.checkpoint / "state.pt"
+    state.write_bytes(b"not a checkpoint")
+    code, err = run_cli(
+        capsys, "train", "--set", f"storage.runs_dir={tmp_path}", "--set", "storage.run_name=run",
+        "--set", "model.width=0.25", "--set", "train.batch_size=32", "--set", "ray.num_workers=1",
+        "--set", "train.steps=10", "--set", "ray.max_failures=0",
+    )
+    assert code == 2
+    assert "fails its checksum" in err and "step_0000005" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_console_script_help_and_exit_code(tmp_path):
+    exe = Path(sys.executable).parent / "ganray"
+    help_out = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--set SECTION.KEY=VALUE" in help_out and "--config" in help_out
+    bad = subprocess.run([exe, "train", "--set", "ray.bogus=1"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "ganray train: error: --set ray.bogus=1: unknown config key 'ray.bogus'; see README, Configuration"

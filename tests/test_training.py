@@ -1,0 +1,153 @@
+"""The plain PyTorch loop, without Ray: learning, exact resume, checkpoint safety, divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from ganray.errors import GanrayError
+from ganray.training.checkpoint import load_checkpoint, save_checkpoint
+from ganray.training.hooks import checkpoint_dirs, load_latest
+from ganray.training.local import train_local
+from ganray.training.loop import batch_indices
+from ganray.training.run_dir import read_metrics
+from ganray.training.sampling import generate, recalibrate_batchnorm
+
+
+def test_batches_are_disjoint_slices_of_one_global_batch():
+    n, B = 100, 32
+    whole = batch_indices(n, B, step=7, seed=3, rank=0, world=1)
+    parts = [batch_indices(n, B, step=7, seed=3, rank=r, world=4) for r in range(4)]
+    assert torch.equal(torch.cat(parts), whole)
+    # One epoch (3 steps of 32 from 100) never repeats an image.
+    epoch = torch.cat([batch_indices(n, B, s, 3, 0, 1) for s in range(3)])
+    assert len(epoch.unique()) == 96
+    assert not torch.equal(batch_indices(n, B, 0, 3, 0, 1), batch_indices(n, B, 3, 3, 0, 1))
+    # Fewer images than the batch still yields a full batch.
+    assert len(batch_indices(10, 32, 0, 0, 0, 1)) == 32
+
+
+def _flat(sd) -> dict[str, torch.Tensor]:
+    out = {}
+
+    def walk(prefix, v):
+        if isinstance(v, torch.Tensor):
+            out[prefix] = v
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}", x)
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                walk(f"{prefix}.{i}", x)
+
+    walk("", sd)
+    return out
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train_local(tiny_config(tmp_path / "a", "train.steps=10"), tmp_path / "a" / "run")
+    train_local(tiny_config(tmp_path / "b", "train.steps=5"), tmp_path / "b" / "run")
+    resumed = train_local(tiny_config(tmp_path / "b", "train.steps=10"), tmp_path / "b" / "run")
+    a, b = _flat(straight.state_dict()), _flat(resumed.state_dict())
+    assert a.keys() == b.keys() and len(a) > 20
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    assert straight.step == resumed.step == 10
+    ma, mb = read_metrics(tmp_path / "a" / "run"), read_metrics(tmp_path / "b" / "run")
+    assert [m["step"] for m in mb] == [5, 10]
+    assert [round(m["loss_g"], 5) for m in ma] == [round(m["loss_g"], 5) for m in mb]
+
+
+def test_run_dir_layout(tmp_path):
+    run = tmp_path / "run"
+    train_local(tiny_config(tmp_path), run)
+    assert (run / "config.yaml").is_file()
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000005.png", "step_0000010.png"]
+    assert [d.name for d in checkpoint_dirs(run / "checkpoints")] == ["step_0000010", "step_0000005"]
+    state, meta = load_checkpoint(run / "checkpoints" / "step_0000010")
+    assert state["step"] == 10 and meta["class_names"] == [str(i) for i in range(10)]
+    assert set(state) == {"step", "G", "D", "G_ema", "opt_g", "opt_d"}
+    m = read_metrics(run)[-1]
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "img_per_s"} <= m.keys() and m["img_per_s"] > 0
+
+
+def test_training_learns_class_structure(tmp_path, digits):
+    """After a short run, per-class mean images of samples move most of the way to the real ones."""
+    cfg = tiny_config(tmp_path, "model.width=0.5", "train.batch_size=64", "train.steps=150",
+                      "train.checkpoint_every=150", "train.sample_every=150", "train.log_every=50")
+    real = digits.train
+    real_means = torch.stack([real.images[real.labels == c].float().mean(0) for c in range(10)])
+
+    def class_mean_error(G) -> float:
+        recalibrate_batchnorm(G)
+        y = torch.arange(10).repeat_interleave(50)
+        x = generate(G, torch.randn(len(y), G.z_dim, generator=torch.Generator().manual_seed(0)), y).float()
+        means = torch.stack([x[y == c].mean(0) for c in range(10)])
+        return float((means - real_means).abs().mean())
+
+    from ganray.models import build_generator
+    torch.manual_seed(0)
+    before = class_mean_error(build_generator(cfg.model, (1, 28, 28), 10))
+    state = train_local(cfg, tmp_path / "run")
+    after = class_mean_error(state.sampler())
+    assert after < 0.4 * before, (before, after)
+    # And the classes differ from each other the way real digits do: mean images are closest to their own class.
+    assert after < 25
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
+    run = tmp_path / "run"
+    train_local(tiny_config(tmp_path), run)
+    latest = run / "checkpoints" / "step_0000010" / "state.pt"
+    latest.write_bytes(latest.read_bytes()[:1000])  # truncated by a crash
+    with pytest.raises(GanrayError, match="fails its checksum"):
+        load_checkpoint(latest.parent)
+    state, meta, path = load_latest(checkpoint_dirs(run / "checkpoints"))
+    assert path.name == "step_0000005" and state["step"] == 5
+    assert "skipping checkpoint" in caplog.text
+    resumed = train_local(tiny_config(tmp_path, "train.steps=10"), run)  # redoes steps 6..10
+    assert resumed.step == 10
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_with_pickle_payload_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    _Payload.marker = marker
+    d = tmp_path / "ckpt"
+    save_checkpoint(d, {"step": 1, "G": {}}, {})
+    with open(d / "state.pt", "wb") as f:
+        torch.save({"step": 1, "evil": _Payload()}, f)
+    meta = json.loads((d / "meta.json").read_text())
+    import hashlib
+
+    meta["sha256"] = hashlib.sha256((d / "state.pt").read_bytes()).hexdigest()
+    (d / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(GanrayError, match="cannot be loaded safely"):
+        load_checkpoint(d)
+    assert not marker.exists()
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    train_local(tiny_config(tmp_path, "train.steps=5"), run)
+    good = (run / "checkpoints" / "step_0000005" / "state.pt").read_bytes()
+    with pytest.raises(GanrayError, match="non-finite .* at step 10"):
+        train_local(tiny_config(tmp_path, "train.steps=10", "train.lr_d=1e38", "train.lr_g=1e38"), run)
+    assert [d.name for d in checkpoint_dirs(run / "checkpoints")] == ["step_0000005"]
+    assert (run / "checkpoints" / "step_0000005" / "state.pt").read_bytes() == good
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    run = tmp_path / "run"
+    train_local(tiny_config(tmp_path, "train.steps=5"), run)
+    with pytest.raises(GanrayError, match="different model config"):
+        train_local(tiny_config(tmp_path, "model.width=0.5"), run)
