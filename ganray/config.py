@@ -45,14 +45,14 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     arch: str = Field("cdcgan", description="name in the model registry (ganray.models)")
     z_dim: int = Field(100, ge=1, le=4096)
-    width: float = Field(1.0, gt=0.0, le=8.0, description="channel multiplier")
-    spectral_norm: bool = Field(False, description="spectral norm on D's layers (conditional model)")
-    d_dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    width: float = Field(0.5, gt=0.0, le=8.0, description="channel multiplier (the article's model is 1.0)")
+    spectral_norm: bool = Field(True, description="spectral norm on D's layers")
+    d_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout after D's convs (the article uses 0.3)")
 
 
 class LossConfig(_Section):
-    kind: Literal["minimax", "hinge"] = "minimax"
-    diffaugment: str = Field("", description="comma list of color,translation,cutout; empty for none")
+    kind: Literal["minimax", "hinge"] = "hinge"
+    diffaugment: str = Field("translation,cutout", description="comma list of color,translation,cutout; empty for none")
 
     @field_validator("diffaugment")
     @classmethod
@@ -66,18 +66,18 @@ class LossConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(2000, ge=1)
+    steps: int = Field(2400, ge=1)
     batch_size: int = Field(64, ge=1, description="global batch, split evenly across workers")
     lr_g: float = Field(2e-4, gt=0.0)
     lr_d: float = Field(2e-4, gt=0.0)
-    beta1: float = Field(0.5, ge=0.0, lt=1.0)
-    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    beta1: float = Field(0.0, ge=0.0, lt=1.0)
+    beta2: float = Field(0.9, ge=0.0, lt=1.0)
     adam_eps: float = Field(1e-7, gt=0.0, description="Keras' Adam default")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="0 disables the EMA generator")
     seed: int = 0
     log_every: int = Field(50, ge=1)
-    sample_every: int = Field(500, ge=1)
-    checkpoint_every: int = Field(500, ge=1)
+    sample_every: int = Field(600, ge=1)
+    checkpoint_every: int = Field(600, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
     amp: Literal["none", "bf16"] = Field("none", description="bf16 autocast, GPU only")
     threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = the worker's CPUs")

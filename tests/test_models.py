@@ -10,6 +10,9 @@ from ganray.errors import GanrayError
 from ganray.models import ARCHS, build_models
 from ganray.models.layers import SameConv2d, SameConvTranspose2d
 
+# The article's model as configs/article.yaml selects it.
+ARTICLE = ModelConfig(arch="dcgan", width=1.0, spectral_norm=False, d_dropout=0.3)
+
 
 def trainable(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters() if p.requires_grad)
@@ -34,7 +37,7 @@ def layer_table(model: nn.Module, x: torch.Tensor, *extra) -> list[tuple[str, tu
 
 
 def test_article_generator_matches_keras_summary():
-    G, _ = build_models(ModelConfig(arch="dcgan"), (1, 28, 28), 0)
+    G, _ = build_models(ARTICLE, (1, 28, 28), 0)
     rows = layer_table(G.eval(), torch.randn(2, 100))
     assert rows == [
         ("Linear", (12544,), 1_254_400),
@@ -55,7 +58,7 @@ def test_article_generator_matches_keras_summary():
 
 
 def test_article_discriminator_matches_keras_summary():
-    _, D = build_models(ModelConfig(arch="dcgan"), (1, 28, 28), 0)
+    _, D = build_models(ARTICLE, (1, 28, 28), 0)
     rows = layer_table(D.eval(), torch.randn(2, 1, 28, 28))
     assert rows == [
         ("SameConv2d", (64, 14, 14), 1_664),
@@ -71,7 +74,7 @@ def test_article_discriminator_matches_keras_summary():
 
 
 def test_article_model_uses_keras_defaults():
-    G, D = build_models(ModelConfig(arch="dcgan"), (1, 28, 28), 0)
+    G, D = build_models(ARTICLE, (1, 28, 28), 0)
     slopes = {m.negative_slope for m in [*G.modules(), *D.modules()] if isinstance(m, nn.LeakyReLU)}
     assert slopes == {0.3}
     bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -112,6 +115,7 @@ def test_shapes_for_every_arch(arch, width, shape):
 
 def test_width_scales_channels():
     small, _ = build_models(ModelConfig(arch="cdcgan", width=0.5), (1, 28, 28), 10)
+    assert trainable(build_models(ARTICLE.model_copy(update={"spectral_norm": True}), (1, 28, 28), 0)[1]) == 212_865
     big, _ = build_models(ModelConfig(arch="cdcgan", width=2.0), (1, 28, 28), 10)
     assert small.up1.out_channels == 64 and big.up1.out_channels == 256
     assert trainable(big) > 3 * trainable(small)
@@ -128,8 +132,9 @@ def test_conditional_generator_uses_labels():
         G(z, None)
 
 
-def test_spectral_norm_option_bounds_d_layers():
-    _, D = build_models(ModelConfig(arch="cdcgan", spectral_norm=True), (1, 28, 28), 10)
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_spectral_norm_option_bounds_d_layers(arch):
+    _, D = build_models(ModelConfig(arch=arch, spectral_norm=True), (1, 28, 28), 10)
     D.eval()
     w = D.features[0].weight.reshape(D.features[0].weight.shape[0], -1)
     for _ in range(3):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+import ray.cloudpickle
 import torch
 
 from conftest import tiny_config
@@ -9,6 +12,10 @@ from ganray.training.checkpoint import load_checkpoint
 from ganray.training.hooks import checkpoint_dirs
 from ganray.training.ray_train import train_with_ray
 from ganray.training.run_dir import read_metrics
+
+
+# Ray workers cannot import this test module; ship its functions by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 class _SaveFinal:
@@ -42,7 +49,7 @@ def _ddp_worker(config):
 
 
 def test_two_worker_ddp_keeps_replicas_identical(ray_local, tmp_path):
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     cfg = tiny_config(tmp_path, "ray.num_workers=2", "train.steps=6", "train.checkpoint_every=6")
@@ -51,7 +58,7 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_local, tmp_path):
         train_loop_config={"cfg": cfg.model_dump(), "out": str(tmp_path)},
         torch_config=TorchConfig(backend="gloo"),
         scaling_config=ScalingConfig(num_workers=2),
-        run_config=RunConfig(name="ddp", storage_path=str(tmp_path / "ray")),
+        run_config=RunConfig(name="ddp", storage_path=str(tmp_path / "ray"), failure_config=FailureConfig(max_failures=0)),
     ).fit()
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)

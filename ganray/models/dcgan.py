@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from ganray.models.layers import (
     KERAS_BN_EPS,
@@ -48,7 +49,13 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), width: float = 1.0, dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        width: float = 1.0,
+        dropout: float = 0.3,
+        use_spectral_norm: bool = False,
+    ) -> None:
         super().__init__()
         c, h, w = image_shape
         self.num_classes = 0
@@ -64,6 +71,10 @@ class DCGANDiscriminator(nn.Module):
         )
         self.head = nn.Linear(c2 * (-(-h // 4)) * (-(-w // 4)), 1)
         keras_init_(self)
+        if use_spectral_norm:  # an option on top of the port; trainable parameter counts are unchanged
+            for i in (0, 3):
+                self.features[i] = spectral_norm(self.features[i])
+            self.head = spectral_norm(self.head)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x)).squeeze(1)

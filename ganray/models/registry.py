@@ -27,7 +27,7 @@ ARCHS: dict[str, Arch] = {
     "dcgan": Arch(
         conditional=False,
         generator=lambda m, shape, k: DCGANGenerator(m.z_dim, shape, m.width),
-        discriminator=lambda m, shape, k: DCGANDiscriminator(shape, m.width, m.d_dropout),
+        discriminator=lambda m, shape, k: DCGANDiscriminator(shape, m.width, m.d_dropout, m.spectral_norm),
         summary="the article's Keras DCGAN, exact port (unconditional)",
     ),
     "cdcgan": Arch(

@@ -80,5 +80,8 @@ def load_latest(candidates: Iterable[Path]) -> tuple[dict, dict, Path] | None:
             log.warning("skipping checkpoint: %s", e)
             errors.append(str(e))
     if errors:
-        raise GanrayError(f"no loadable checkpoint among {len(errors)}: {errors[0]}")
+        raise GanrayError(
+            f"no loadable checkpoint ({errors[0].removesuffix('; resume from an earlier one')}); "
+            "move the run's checkpoints/ aside to start over, or choose another storage.run_name"
+        )
     return None

@@ -25,6 +25,7 @@ from ganray.config import Config, RayConfig
 from ganray.data import load_splits
 from ganray.errors import GanrayError
 from ganray.log import setup_logging
+from ganray.models import build_models
 from ganray.training.checkpoint import checkpoint_name, save_checkpoint
 from ganray.training.hooks import BaseHooks, checkpoint_dirs, load_latest
 from ganray.training.loop import Worker, train_gan
@@ -116,7 +117,9 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
     """Train with Ray Train; resumes when the run dir already holds a compatible run."""
     if cfg.ray.use_gpu is False and cfg.train.amp == "bf16":
         log.warning("train.amp=bf16 applies on GPU only; training in float32")
-    load_splits(cfg.data)  # fail fast on bad data before any worker starts
+    # Fail fast on bad data or model settings: a worker's error would cost a Ray start and retries.
+    data = load_splits(cfg.data).train
+    build_models(cfg.model, data.shape, data.num_classes)
     run_dir = resolve_run_dir(cfg)
     resumed = prepare_run_dir(run_dir, cfg)
     ensure_ray(cfg.ray)
