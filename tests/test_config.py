@@ -69,3 +69,12 @@ def test_fingerprint_tracks_sections():
     a, b = Config(), load_config(None, ["train.steps=5"])
     assert a.fingerprint("model") == b.fingerprint("model")
     assert a.fingerprint() != b.fingerprint()
+
+
+def test_readme_documents_every_config_key():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for section, field in Config.model_fields.items():
+        for key in field.annotation.model_fields:
+            assert f"`{section}.{key}`" in readme, f"README's configuration table lacks {section}.{key}"
