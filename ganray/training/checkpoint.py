@@ -52,18 +52,22 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise GanrayError(f"checkpoint {str(directory)!r} has no {META_FILE}; it is not a ganray checkpoint") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GanrayError(f"checkpoint metadata {str(path)!r} is corrupt; resume from an earlier checkpoint") from None
+        raise GanrayError(f"checkpoint metadata {str(path)!r} is corrupt") from None
 
 
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (state, meta); a GanrayError names the checkpoint if it is incomplete or corrupt."""
+    """Return (state, meta); a GanrayError names the checkpoint and what is wrong with it.
+
+    The remedy depends on the caller (resume falls back to an older checkpoint), so the
+    caller adds it.
+    """
     d = Path(directory)
     meta = read_meta(d)
     path = d / STATE_FILE
     if not path.is_file():
-        raise GanrayError(f"checkpoint {str(d)!r} has no {STATE_FILE}; it is incomplete, resume from an earlier one")
+        raise GanrayError(f"checkpoint {str(d)!r} has no {STATE_FILE}; it is incomplete")
     if _sha256(path) != meta.get("sha256"):
-        raise GanrayError(f"checkpoint {str(path)!r} fails its checksum (truncated or corrupt); resume from an earlier one")
+        raise GanrayError(f"checkpoint {str(path)!r} fails its checksum (truncated or corrupt)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user

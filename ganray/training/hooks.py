@@ -81,7 +81,7 @@ def load_latest(candidates: Iterable[Path]) -> tuple[dict, dict, Path] | None:
             errors.append(str(e))
     if errors:
         raise GanrayError(
-            f"no loadable checkpoint ({errors[0].removesuffix('; resume from an earlier one')}); "
+            f"no loadable checkpoint ({errors[0]}); "
             "move the run's checkpoints/ aside to start over, or choose another storage.run_name"
         )
     return None
