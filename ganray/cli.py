@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from ganray.config import Config, load_config
@@ -15,7 +18,7 @@ log = logging.getLogger("ganray")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML config (sections: data, model, loss, train, storage, ray)")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML config (sections: data, model, loss, train, eval, storage, ray)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set train.steps=500 (repeatable; values parse as YAML)",
@@ -33,6 +36,72 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dir(cfg: Config, args: argparse.Namespace) -> Path:
+    if args.run:
+        return Path(args.run).expanduser()
+    if not cfg.storage.run_name:
+        raise GanrayError("no run given; pass --run DIR or set storage.run_name (with storage.runs_dir)")
+    return Path(cfg.storage.runs_dir).expanduser() / cfg.storage.run_name
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--run", metavar="DIR", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
+    src.add_argument("--generator", metavar="DIR", help="an exported generator directory (<run>/generator)")
+    p.add_argument("--out", metavar="FILE.json", help="also write the results here (a run's go to <run>/evaluation.json)")
+
+
+def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
+    from ganray.data import load_splits
+    from ganray.metrics.evaluator import evaluate_source
+    from ganray.metrics.extractors import inception
+    from ganray.training.export import load_generator, load_run_generator
+
+    if cfg.eval.extractor == "inception":
+        inception(cfg.eval.inception_weights or "")  # a bad weights file fails before any work
+    if args.generator:
+        loaded, source = load_generator(args.generator), f"generator:{args.generator}"
+        out = Path(args.out) if args.out else None
+    else:
+        run = _run_dir(cfg, args)
+        loaded, source = load_run_generator(run), f"run:{run}"
+        out = Path(args.out) if args.out else run / "evaluation.json"
+    shape = tuple(loaded.info["image_shape"])
+    if (cfg.data.channels, cfg.data.image_size, cfg.data.image_size) != shape:
+        raise GanrayError(
+            f"the generator makes {'x'.join(map(str, shape))} images but data is configured for "
+            f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}; set data.channels/data.image_size to match"
+        )
+    result = evaluate_source(cfg, load_splits(cfg.data), loaded.G, source)
+    result["generator_step"] = loaded.info.get("step")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
+        os.replace(tmp, out)
+    width = max(len(k) for k in result["metrics"])
+    print(f"{source} (step {result['generator_step']}), {result['num_samples']} samples vs real {result['real_split']}:")
+    for k, v in sorted(result["metrics"].items()):
+        print(f"  {k:<{width}}  {v:.6g}")
+    if out is not None:
+        print(f"written to {out}")
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", metavar="DIR", help="the run to report on (default: storage.runs_dir/run_name)")
+    p.add_argument("--out", metavar="DIR", help="report directory (default: <run>/report)")
+
+
+def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    from ganray.reporting.report import build_report
+
+    out = build_report(cfg, _run_dir(cfg, args), args.out)
+    print((out / "report.md").read_text())
+    print(f"report written to {out}")
+    return 0
+
+
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.pipeline import run_demo
 
@@ -41,12 +110,26 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str, dict]] = {
-    "train": (cmd_train, "train a GAN with Ray Train (resumes a run dir that holds one)", {}),
+Command = tuple[Callable[[Config, argparse.Namespace], int], str, dict, Callable[[argparse.ArgumentParser], None] | None]
+COMMANDS: dict[str, Command] = {
+    "train": (cmd_train, "train a GAN with Ray Train (resumes a run dir that holds one)", {}, None),
+    "evaluate": (
+        cmd_evaluate,
+        "IS, FID, KID and precision/recall of a run's or an exported generator through torch-fidelity",
+        {},
+        _evaluate_args,
+    ),
+    "report": (
+        cmd_report,
+        "utility report: metrics, train-on-synthetic accuracy, low-data gains, figures (report.md/json)",
+        {},
+        _report_args,
+    ),
     "demo": (
         cmd_demo,
-        "the README's main job: train the conditional DCGAN on the embedded digits and show the results",
+        "the README's main job: train the conditional DCGAN on the embedded digits, evaluate, show the results",
         {"storage.run_name": "demo"},
+        None,
     ),
 }
 
@@ -55,9 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganray", description="Synthesize labelled training datasets with GANs on Ray.")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_, help_text, _) in COMMANDS.items():
+    for name, (_, help_text, _, extra) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_config_args(p)
+        if extra is not None:
+            extra(p)
     return parser
 
 
@@ -65,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
-    fn, _, defaults = COMMANDS[args.command]
+    fn, _, defaults, _ = COMMANDS[args.command]
     try:
         implied = [f"{k}={v}" for k, v in defaults.items()]
         cfg = load_config(args.config, [*implied, *args.overrides])

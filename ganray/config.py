@@ -83,8 +83,59 @@ class TrainConfig(_Section):
     threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = the worker's CPUs")
 
 
+METRICS = ("fid", "isc", "kid", "prc")
+
+
+class EvalConfig(_Section):
+    every: int = Field(600, ge=0, description="evaluate every K training steps (and at the end); 0 = off")
+    num_samples: int = Field(10000, ge=20, description="generated samples per evaluation")
+    extractor: Literal["domain", "inception"] = Field("domain", description="feature extractor for the metrics")
+    inception_weights: str | None = Field(None, description="local InceptionV3 weights (torch-fidelity's pt-inception file)")
+    metrics: list[str] = Field(default_factory=lambda: list(METRICS), description="subset of fid, isc, kid, prc")
+    real_split: Literal["train", "test"] = Field("train", description="real split the metrics compare against")
+    kid_subset_size: int = Field(1000, ge=2, description="lowered to the sample count when fewer")
+    kid_subsets: int = Field(50, ge=1, description="KID subsets averaged (torch-fidelity's default is 100)")
+    batch_size: int = Field(500, ge=1)
+    seed: int = Field(0, description="noise and labels of the evaluated samples")
+    classifier_steps: int = Field(500, ge=1, description="training steps of the domain classifier / report judge")
+    report_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="classifier seeds the report averages over")
+    report_fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 1.0], description="real-train fractions of the low-data study")
+    report_samples: int = Field(5000, ge=10, description="class-balanced synthetic samples per classifier in the report")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in METRICS]
+        if bad or not v:
+            raise ValueError(f"unknown metric {bad[0]!r}" if bad else "needs at least one metric")
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _inception_needs_weights(self) -> "EvalConfig":
+        if self.extractor == "inception" and not self.inception_weights:
+            raise ValueError(
+                "eval.extractor=inception needs eval.inception_weights, a local weights file (nothing is downloaded)"
+            )
+        return self
+
+    @field_validator("report_fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0.0 < f <= 1.0 for f in v):
+            raise ValueError("must be fractions in (0, 1], e.g. [0.1, 0.25, 1.0]")
+        return sorted(set(v))
+
+    @field_validator("report_seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("needs at least one seed")
+        return v
+
+
 class StorageConfig(_Section):
     runs_dir: str = "runs"
+    cache_dir: str = Field("~/.cache/ganray", description="domain classifiers and real-data feature statistics")
     run_name: str | None = Field(None, description="defaults to <arch>-<timestamp>")
 
     @field_validator("run_name")
@@ -108,6 +159,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()
 

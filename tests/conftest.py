@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -11,6 +12,9 @@ from ganray.config import Config, load_config
 
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 torch.set_num_threads(2)
+
+# One cache (domain classifiers, real-data features) shared by the whole session, never ~/.cache.
+CACHE_DIR = tempfile.mkdtemp(prefix="ganray-test-cache-")
 
 
 def tiny_config(tmp_path, *overrides: str) -> Config:
@@ -25,6 +29,10 @@ def tiny_config(tmp_path, *overrides: str) -> Config:
         "ray.num_workers=1",
         f"storage.runs_dir={tmp_path}",
         "storage.run_name=run",
+        f"storage.cache_dir={CACHE_DIR}",
+        "eval.every=0",
+        "eval.classifier_steps=150",
+        "eval.num_samples=200",
     ]
     return load_config(None, [*base, *overrides])
 

@@ -8,6 +8,7 @@ import ray.cloudpickle
 import torch
 
 from conftest import tiny_config
+from ganray.training.export import load_generator
 from ganray.training.checkpoint import load_checkpoint
 from ganray.training.hooks import checkpoint_dirs
 from ganray.training.ray_train import train_with_ray
@@ -76,7 +77,7 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_local, tmp_path):
 
 
 def test_train_with_ray_then_resume_at_the_same_step(ray_local, tmp_path):
-    cfg = tiny_config(tmp_path, "ray.num_workers=2", "train.steps=10")
+    cfg = tiny_config(tmp_path, "ray.num_workers=2", "train.steps=10", "eval.every=10")
     out = train_with_ray(cfg)
     run = out.run_dir
     assert run == tmp_path / "run" and not out.resumed
@@ -85,10 +86,16 @@ def test_train_with_ray_then_resume_at_the_same_step(ray_local, tmp_path):
     assert (run / "samples" / "step_0000010.png").stat().st_size > 500
     assert [m["step"] for m in read_metrics(run)] == [5, 10]
 
-    out2 = train_with_ray(tiny_config(tmp_path, "ray.num_workers=2", "train.steps=20"))
+    out2 = train_with_ray(tiny_config(tmp_path, "ray.num_workers=2", "train.steps=20", "eval.every=10"))
     assert out2.resumed and out2.checkpoint.name == "step_0000020"
-    steps = [m["step"] for m in read_metrics(run)]
-    assert steps == [5, 10, 15, 20]
+    lines = read_metrics(run)
+    assert [m["step"] for m in lines] == [5, 10, 15, 20]
+    # Rank 0 evaluated with the driver's domain classifier at steps 10 and 20.
+    assert [m["step"] for m in lines if "fid_domain" in m] == [10, 20]
+    assert all(m["fid_domain"] > 0 and 0 <= m["precision_domain"] <= 1 for m in lines if "fid_domain" in m)
+    # The final checkpoint is exported as a generator that carries its metrics.
+    exported = load_generator(out2.generator)
+    assert exported.info["step"] == 20 and exported.info["metrics"]["fid_domain"] == lines[-1]["fid_domain"]
     state, meta = load_checkpoint(out2.checkpoint)
     assert state["step"] == 20 and meta["arch"] == "cdcgan"
     # Ray Train kept the newest keep_checkpoints=3.

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 from ganray.config import Config
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
+from ganray.metrics.names import headline
 from ganray.training.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
 from ganray.training.run_dir import RunWriter
 from ganray.training.state import GANState
@@ -43,6 +44,9 @@ class BaseHooks:
                 step, self.total, metrics["loss_d"], metrics["loss_g"], metrics["d_real"], metrics["d_fake"],
                 metrics["img_per_s"],
             )
+            scores = headline(metrics)
+            if scores:
+                log.info("step %d/%d  %s", step, self.total, "  ".join(f"{k} {v:.4g}" for k, v in sorted(scores.items())))
 
     def samples(self, step: int, png: bytes) -> None:
         self.writer.samples(step, png)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from ganray.config import Config
 from ganray.data import load_splits
+from ganray.metrics.evaluator import build_evaluator
+from ganray.training.export import export_generator
 from ganray.training.hooks import LocalHooks, checkpoint_dirs, load_latest
 from ganray.training.loop import Worker, train_gan
 from ganray.training.run_dir import CHECKPOINTS, prepare_run_dir, truncate_metrics
@@ -15,9 +17,17 @@ from ganray.training.state import GANState
 def train_local(cfg: Config, run_dir: Path, worker: Worker = Worker()) -> GANState:
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, cfg)
-    data = load_splits(cfg.data).train
+    splits = load_splits(cfg.data)
+    data = splits.train
     found = load_latest(checkpoint_dirs(run_dir / CHECKPOINTS))
     resume = found[0] if found else None
     if resume is not None:
         truncate_metrics(run_dir, int(resume["step"]))
-    return train_gan(cfg, data, LocalHooks(run_dir, worker.rank, cfg, data), worker, resume)
+    evaluate = None
+    if cfg.eval.every > 0 and worker.rank == 0:
+        evaluator = build_evaluator(cfg, splits, worker.device)
+        evaluate = lambda G: evaluator.evaluate_generator(G, recalibrate=False)  # noqa: E731 - the loop recalibrates
+    state = train_gan(cfg, data, LocalHooks(run_dir, worker.rank, cfg, data), worker, resume, evaluate)
+    if worker.rank == 0:
+        export_generator(run_dir)
+    return state

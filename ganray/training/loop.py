@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.distributed as dist
@@ -94,8 +94,13 @@ def train_gan(
     hooks: Hooks,
     worker: Worker = Worker(),
     resume: dict | None = None,
+    evaluate: Callable[[nn.Module], dict] | None = None,
 ) -> GANState:
-    """Train until cfg.train.steps; `resume` is a state dict from a checkpoint."""
+    """Train until cfg.train.steps; `resume` is a state dict from a checkpoint.
+
+    `evaluate` (rank 0 only) maps the recalibrated sampling generator to metrics; it runs every
+    `eval.every` steps and at the end, and its results join that step's metrics line.
+    """
     t = cfg.train
     device = worker.device
     if t.batch_size % worker.world:
@@ -131,6 +136,7 @@ def train_gan(
     avg = _Averages(device)
     last_time, last_step = time.perf_counter(), state.step
     local_bs = t.batch_size // worker.world
+    eval_every = cfg.eval.every
 
     while state.step < t.steps:
         s = state.step
@@ -173,24 +179,31 @@ def train_gan(
 
         step = state.step
         final = step == t.steps
+        evaluating = evaluate is not None and worker.rank == 0 and eval_every > 0 and (step % eval_every == 0 or final)
+        sampling = worker.rank == 0 and (step % t.sample_every == 0 or final)
         metrics: dict = {}
-        if step % t.log_every == 0 or final or step % t.checkpoint_every == 0:
+        if step % t.log_every == 0 or final or step % t.checkpoint_every == 0 or (eval_every and step % eval_every == 0):
             metrics = avg.pop(worker.world)
             now = time.perf_counter()
             metrics["img_per_s"] = (step - last_step) * t.batch_size / max(now - last_time, 1e-9)
-            last_time, last_step = now, step
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
             if bad:
                 raise GanrayError(
                     f"non-finite {bad[0]} at step {step}: training diverged; the last good checkpoint is kept, "
                     "lower train.lr_g/lr_d or enable loss.diffaugment"
                 )
-            hooks.log(step, metrics)
-        if worker.rank == 0 and (step % t.sample_every == 0 or final):
+        if sampling or evaluating:
             sampler = state.sampler()
             recalibrate_batchnorm(sampler, seed=t.seed)
-            grid = generate(sampler, fixed_z, fixed_y)
-            hooks.samples(step, grid_png(grid, ncol=10 if conditional else 8))
+            if sampling:
+                grid = generate(sampler, fixed_z, fixed_y)
+                hooks.samples(step, grid_png(grid, ncol=10 if conditional else 8))
+            if evaluating:
+                metrics.update(evaluate(sampler))
+        if metrics:
+            hooks.log(step, metrics)
+            # Sampling and evaluation time is not training throughput.
+            last_time, last_step = time.perf_counter(), step
         if step % t.checkpoint_every == 0 or final:
             hooks.checkpoint(step, state, metrics)
     return state

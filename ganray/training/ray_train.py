@@ -25,8 +25,11 @@ from ganray.config import Config, RayConfig
 from ganray.data import load_splits
 from ganray.errors import GanrayError
 from ganray.log import setup_logging
+from ganray.metrics.evaluator import build_evaluator, domain_payload, prepare_domain
+from ganray.metrics.extractors import inception
 from ganray.models import build_models
 from ganray.training.checkpoint import checkpoint_name, save_checkpoint
+from ganray.training.export import export_generator
 from ganray.training.hooks import BaseHooks, checkpoint_dirs, load_latest
 from ganray.training.loop import Worker, train_gan
 from ganray.training.run_dir import CHECKPOINTS, prepare_run_dir, resolve_run_dir, truncate_metrics
@@ -85,11 +88,16 @@ def _train_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
     device = ray.train.torch.get_device() if cfg.ray.use_gpu else torch.device("cpu")
-    data = load_splits(cfg.data).train
+    splits = load_splits(cfg.data)
+    data = splits.train
     resume = _resume_state()
     if rank == 0 and resume is not None:
         truncate_metrics(run_dir, int(resume["step"]))
-    train_gan(cfg, data, RayHooks(run_dir, rank, cfg, data), Worker(rank, world, device), resume)
+    evaluate = None
+    if rank == 0 and cfg.eval.every > 0:
+        evaluator = build_evaluator(cfg, splits, device, domain=config.get("domain"))
+        evaluate = lambda G: evaluator.evaluate_generator(G, recalibrate=False)  # noqa: E731 - the loop recalibrates
+    train_gan(cfg, data, RayHooks(run_dir, rank, cfg, data), Worker(rank, world, device), resume, evaluate)
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ class TrainOutcome:
     run_dir: Path
     checkpoint: Path | None
     resumed: bool
+    generator: Path | None = None  # <run>/generator, exported from the final checkpoint
 
 
 def _unwrap(err: Exception) -> GanrayError | None:
@@ -118,14 +127,23 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
     if cfg.ray.use_gpu is False and cfg.train.amp == "bf16":
         log.warning("train.amp=bf16 applies on GPU only; training in float32")
     # Fail fast on bad data or model settings: a worker's error would cost a Ray start and retries.
-    data = load_splits(cfg.data).train
+    splits = load_splits(cfg.data)
+    data = splits.train
     build_models(cfg.model, data.shape, data.num_classes)
+    loop_config: dict = {"cfg": cfg.model_dump()}
+    if cfg.eval.every > 0:
+        # Resolve the extractor here, once: workers get the driver's exact classifier (or a checked weights file).
+        if cfg.eval.extractor == "domain":
+            loop_config["domain"] = domain_payload(prepare_domain(cfg, splits))
+        else:
+            inception(cfg.eval.inception_weights or "")
     run_dir = resolve_run_dir(cfg)
     resumed = prepare_run_dir(run_dir, cfg)
+    loop_config["run_dir"] = str(run_dir)
     ensure_ray(cfg.ray)
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"cfg": cfg.model_dump(), "run_dir": str(run_dir)},
+        train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=cfg.ray.num_workers,
@@ -148,4 +166,5 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
             raise user from None
         raise
     ckpt = Path(result.checkpoint.path) if result.checkpoint is not None else None
-    return TrainOutcome(run_dir, ckpt, resumed)
+    generator = export_generator(run_dir) if ckpt is not None else None
+    return TrainOutcome(run_dir, ckpt, resumed, generator)

@@ -68,6 +68,19 @@ def generate(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None, batch_size: 
     return torch.cat(out)
 
 
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """`n` labels cycling through the classes: every class gets n // k or n // k + 1."""
+    return torch.arange(n) % num_classes
+
+
+def sample_balanced(G: nn.Module, n: int, seed: int, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`n` uint8 images (class-balanced when G is conditional) and their labels, from `seed` only."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, G.z_dim, generator=gen)
+    y = balanced_labels(n, G.num_classes) if G.num_classes else None
+    return generate(G, z, y, batch_size), y
+
+
 def grid_png(images: torch.Tensor, ncol: int, pad: int = 2) -> bytes:
     """Tile uint8 NxCxHxW images into one PNG."""
     n, c, h, w = images.shape

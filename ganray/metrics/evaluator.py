@@ -1,0 +1,109 @@
+"""One object that turns a generator (or a set of images) into named metrics.
+
+Built once per process, on the driver for `ganray evaluate` and on rank 0 for periodic
+evaluation during training; the extractor and the real-data cache are resolved up front so
+each call only samples and extracts features of generated images.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ganray.config import Config
+from ganray.data.base import ImageDataset, Splits
+from ganray.errors import GanrayError
+from ganray.metrics.domain import DomainClassifier, classifier_from_state, domain_classifier
+from ganray.metrics.extractors import Extractor, inception, register_domain
+from ganray.metrics.fidelity import compute_metrics
+from ganray.training.sampling import recalibrate_batchnorm, sample_balanced
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluator:
+    cfg: Config
+    real: ImageDataset
+    real_id: str
+    extractor: Extractor
+    device: torch.device = torch.device("cpu")
+
+    def evaluate_images(self, images: torch.Tensor) -> dict[str, float]:
+        e = self.cfg.eval
+        return compute_metrics(
+            images, self.real.images, self.real_id, self.extractor, e.metrics, self.cfg.storage.cache_dir,
+            kid_subset_size=e.kid_subset_size, kid_subsets=e.kid_subsets, batch_size=e.batch_size,
+            seed=e.seed, device=self.device,
+        )
+
+    def evaluate_generator(self, G: nn.Module, recalibrate: bool = True) -> dict[str, float]:
+        """Metrics of `eval.num_samples` class-balanced samples; adds `eval_seconds`."""
+        check_classes(G, self.real)
+        start = time.perf_counter()
+        if recalibrate:
+            recalibrate_batchnorm(G, seed=self.cfg.eval.seed)
+        images, _ = sample_balanced(G, self.cfg.eval.num_samples, self.cfg.eval.seed, self.cfg.eval.batch_size)
+        out = self.evaluate_images(images)
+        out["eval_seconds"] = time.perf_counter() - start
+        return out
+
+
+def check_classes(G: nn.Module, data: ImageDataset) -> None:
+    k = getattr(G, "num_classes", 0)
+    if k and k != data.num_classes:
+        raise GanrayError(
+            f"the generator has {k} classes but the dataset has {data.num_classes}; "
+            "evaluate against the dataset the generator was trained on"
+        )
+
+
+def real_split(cfg: Config, splits: Splits) -> ImageDataset:
+    return splits.train if cfg.eval.real_split == "train" else splits.test
+
+
+def prepare_domain(cfg: Config, splits: Splits) -> DomainClassifier:
+    return domain_classifier(splits.train, cfg.storage.cache_dir, cfg.eval.classifier_steps, test=splits.test)
+
+
+def build_evaluator(
+    cfg: Config,
+    splits: Splits,
+    device: torch.device = torch.device("cpu"),
+    domain: DomainClassifier | dict | None = None,
+) -> Evaluator:
+    """`domain` is a trained classifier, or its `{"state", "key"}` shipped to a worker; else trained/cached here."""
+    if cfg.eval.extractor == "inception":
+        extractor = inception(cfg.eval.inception_weights or "")
+    else:
+        if isinstance(domain, dict):
+            model = classifier_from_state(domain["state"], splits.train.shape, splits.train.num_classes)
+            domain = DomainClassifier(model, domain["key"], None)
+        elif domain is None:
+            domain = prepare_domain(cfg, splits)
+        extractor = register_domain(domain.model.to(device), domain.key)
+    real = real_split(cfg, splits)
+    return Evaluator(cfg, real, f"{cfg.eval.real_split}-{real.fingerprint()}", extractor, device)
+
+
+def domain_payload(domain: DomainClassifier) -> dict:
+    """What a Ray worker needs to rebuild the driver's classifier exactly."""
+    return {"state": {k: v.detach().cpu() for k, v in domain.model.state_dict().items()}, "key": domain.key}
+
+
+def evaluate_source(cfg: Config, splits: Splits, G: nn.Module, source: str) -> dict:
+    """Evaluate a loaded generator; the result names its source, extractor and sample count."""
+    evaluator = build_evaluator(cfg, splits)
+    metrics = evaluator.evaluate_generator(G, recalibrate=False)
+    return {
+        "source": source,
+        "extractor": evaluator.extractor.tag,
+        "real_split": cfg.eval.real_split,
+        "num_samples": cfg.eval.num_samples,
+        "seed": cfg.eval.seed,
+        "metrics": metrics,
+    }

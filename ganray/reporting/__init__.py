@@ -1,0 +1,1 @@
+"""The utility report: fidelity metrics, train-on-synthetic accuracy, low-data gains, figures."""
