@@ -48,6 +48,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", metavar="DIR", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
     src.add_argument("--generator", metavar="DIR", help="an exported generator directory (<run>/generator)")
+    src.add_argument("--shards", metavar="DIR", help="a directory of WebDataset shards (ganray generate's output)")
     p.add_argument("--out", metavar="FILE.json", help="also write the results here (a run's go to <run>/evaluation.json)")
 
 
@@ -59,28 +60,36 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
 
     if cfg.eval.extractor == "inception":
         inception(cfg.eval.inception_weights or "")  # a bad weights file fails before any work
-    if args.generator:
-        loaded, source = load_generator(args.generator), f"generator:{args.generator}"
-        out = Path(args.out) if args.out else None
+    out = Path(args.out) if args.out else None
+    if args.shards:
+        from ganray.data.wds import load_shards
+
+        shards = load_shards(args.shards, cfg.data.channels)
+        result = evaluate_source(cfg, load_splits(cfg.data), f"shards:{args.shards}", images=shards)
+        result["generator_step"] = None
     else:
-        run = _run_dir(cfg, args)
-        loaded, source = load_run_generator(run), f"run:{run}"
-        out = Path(args.out) if args.out else run / "evaluation.json"
-    shape = tuple(loaded.info["image_shape"])
-    if (cfg.data.channels, cfg.data.image_size, cfg.data.image_size) != shape:
-        raise GanrayError(
-            f"the generator makes {'x'.join(map(str, shape))} images but data is configured for "
-            f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}; set data.channels/data.image_size to match"
-        )
-    result = evaluate_source(cfg, load_splits(cfg.data), loaded.G, source)
-    result["generator_step"] = loaded.info.get("step")
+        if args.generator:
+            loaded, source = load_generator(args.generator), f"generator:{args.generator}"
+        else:
+            run = _run_dir(cfg, args)
+            loaded, source = load_run_generator(run), f"run:{run}"
+            out = out or run / "evaluation.json"
+        shape = tuple(loaded.info["image_shape"])
+        if (cfg.data.channels, cfg.data.image_size, cfg.data.image_size) != shape:
+            raise GanrayError(
+                f"the generator makes {'x'.join(map(str, shape))} images but data is configured for "
+                f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}; set data.channels/data.image_size to match"
+            )
+        result = evaluate_source(cfg, load_splits(cfg.data), source, G=loaded.G)
+        result["generator_step"] = loaded.info.get("step")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
         os.replace(tmp, out)
     width = max(len(k) for k in result["metrics"])
-    print(f"{source} (step {result['generator_step']}), {result['num_samples']} samples vs real {result['real_split']}:")
+    step = f" (step {result['generator_step']})" if result["generator_step"] is not None else ""
+    print(f"{result['source']}{step}, {result['num_samples']} samples vs real {result['real_split']}:")
     for k, v in sorted(result["metrics"].items()):
         print(f"  {k:<{width}}  {v:.6g}")
     if out is not None:

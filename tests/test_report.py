@@ -134,3 +134,41 @@ def test_evaluate_and_report_bad_input(capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def _write_shards(root, data, per_shard: int = 150) -> None:
+    import io
+    import tarfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    for s, start in enumerate(range(0, len(data), per_shard)):
+        with tarfile.open(root / f"shard-{s:06d}.tar", "w") as tar:
+            for i in range(start, min(start + per_shard, len(data))):
+                key = f"{s:06d}_{i:06d}"
+                buf = io.BytesIO()
+                Image.fromarray(data.images[i, 0].numpy(), mode="L").save(buf, format="PNG")
+                label = int(data.labels[i])
+                members = {"png": buf.getvalue(), "cls": str(label).encode(), "json": json.dumps({"class_name": data.class_names[label]}).encode()}
+                for ext, payload in members.items():
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+
+
+def test_evaluate_command_on_shards(capsys, digits, tmp_path):
+    from ganray.data.wds import load_shards
+
+    _write_shards(tmp_path / "shards", digits.test)
+    back = load_shards(tmp_path / "shards")
+    assert torch.equal(back.images, digits.test.images) and torch.equal(back.labels, digits.test.labels)
+    assert back.class_names == digits.test.class_names
+    cache = tiny_config(tmp_path).storage.cache_dir
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "--shards", str(tmp_path / "shards"), "--out", str(out), "--set", f"storage.cache_dir={cache}"]) == 0
+    result = json.loads(out.read_text())
+    assert result["num_samples"] == len(digits.test) and result["source"].startswith("shards:")
+    assert 0 < result["metrics"]["fid_domain"] < 50  # real test digits against real train digits
+    (tmp_path / "shards" / "shard-000001.tar").write_bytes(b"not a tar")
+    capsys.readouterr()
+    assert main(["evaluate", "--shards", str(tmp_path / "shards"), "--set", f"storage.cache_dir={cache}"]) == 2
+    assert "shard-000001.tar' is not a readable tar" in capsys.readouterr().err

@@ -95,15 +95,25 @@ def domain_payload(domain: DomainClassifier) -> dict:
     return {"state": {k: v.detach().cpu() for k, v in domain.model.state_dict().items()}, "key": domain.key}
 
 
-def evaluate_source(cfg: Config, splits: Splits, G: nn.Module, source: str) -> dict:
-    """Evaluate a loaded generator; the result names its source, extractor and sample count."""
+def evaluate_source(cfg: Config, splits: Splits, source: str, G: nn.Module | None = None, images: ImageDataset | None = None) -> dict:
+    """Evaluate a loaded generator or a set of images; the result names its source, extractor and sample count."""
     evaluator = build_evaluator(cfg, splits)
-    metrics = evaluator.evaluate_generator(G, recalibrate=False)
+    if G is not None:
+        metrics, n = evaluator.evaluate_generator(G, recalibrate=False), cfg.eval.num_samples
+    elif images is not None:
+        if images.num_classes != splits.train.num_classes:
+            raise GanrayError(
+                f"the shards have {images.num_classes} classes but the dataset has {splits.train.num_classes}; "
+                "evaluate against the dataset they were generated from"
+            )
+        metrics, n = evaluator.evaluate_images(images.images), len(images)
+    else:
+        raise ValueError("evaluate_source needs a generator or images")
     return {
         "source": source,
         "extractor": evaluator.extractor.tag,
         "real_split": cfg.eval.real_split,
-        "num_samples": cfg.eval.num_samples,
+        "num_samples": n,
         "seed": cfg.eval.seed,
         "metrics": metrics,
     }
