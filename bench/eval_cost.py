@@ -12,7 +12,6 @@ ratio is what one Ray Train worker sees: rank 0 trains its slice of the global b
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -20,12 +19,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
 from ganray.config import load_config  # noqa: E402
 from ganray.data import load_splits  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
+from results import record  # noqa: E402
 from ganray.metrics.evaluator import build_evaluator  # noqa: E402
 from ganray.training.loop import train_gan  # noqa: E402
 from ganray.training.sampling import recalibrate_batchnorm  # noqa: E402
@@ -90,10 +91,7 @@ def main() -> int:
     for r in rows:
         print(f"{r['threads']:>7}  {statistics.median(r['eval_s']):>12.2f}  {r['train_interval_s']:>18.1f}  "
               f"{r['fraction']:>8.1%}  {'holds' if r['holds'] else 'MISSED'}")
-    out = Path(__file__).with_name("results.json")
-    results = json.loads(out.read_text()) if out.is_file() else {}
-    results["eval_cost"] = rows
-    out.write_text(json.dumps(results, indent=2))
+    record("eval_cost", rows)
     return 0
 
 

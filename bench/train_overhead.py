@@ -14,7 +14,6 @@ them a core and isolates the cost of Ray Train around the loop.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -22,11 +21,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
 from ganray.config import load_config  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
+from results import record  # noqa: E402
 from ganray.training.local import train_local  # noqa: E402
 from ganray.training.ray_train import train_with_ray  # noqa: E402
 from ganray.training.run_dir import read_metrics  # noqa: E402
@@ -86,10 +87,7 @@ def main() -> int:
     for r in rows:
         print(f"{r['threads']:>7}  {statistics.median(r['plain_img_per_s']):>12.1f}  "
               f"{statistics.median(r['ray_img_per_s']):>16.1f}  {r['ratio']:>6.3f}  {'holds' if r['holds'] else 'MISSED'}")
-    out = Path(__file__).with_name("results.json")
-    results = json.loads(out.read_text()) if out.is_file() else {}
-    results["train_overhead"] = rows
-    out.write_text(json.dumps(results, indent=2))
+    record("train_overhead", rows)
     return 0
 
 

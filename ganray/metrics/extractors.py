@@ -8,7 +8,6 @@ different quantities and must never be compared as if they were one.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 
 from ganray.data.base import to_unit
 from ganray.errors import GanrayError
+from ganray.fileio import sha256_file
 from ganray.metrics.classifier import SmallCNN
 
 INCEPTION = "inception-v3-compat"
@@ -75,13 +75,6 @@ def register_domain(model: nn.Module, key: str) -> Extractor:
     return Extractor(name=name, tag="domain", cache_id=key)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def inception(weights_path: str) -> Extractor:
     """torch-fidelity's InceptionV3 from a local file, checked before torch-fidelity reads it.
@@ -107,4 +100,4 @@ def inception(weights_path: str) -> Extractor:
             f"eval.inception_weights {str(path)!r} is not an InceptionV3 (torch-fidelity) state dict; "
             "use torch-fidelity's pt_inception weights file"
         )
-    return Extractor(name=INCEPTION, tag="inception", cache_id=_sha256(path)[:16], channels=3, weights_path=str(path))
+    return Extractor(name=INCEPTION, tag="inception", cache_id=sha256_file(path)[:16], channels=3, weights_path=str(path))

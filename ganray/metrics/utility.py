@@ -50,16 +50,24 @@ def concat(a: ImageDataset, b: ImageDataset) -> ImageDataset:
     return ImageDataset(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]), a.class_names)
 
 
+def _two_arms(
+    G: nn.Module, base: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int,
+    draw: int, mix: bool,
+) -> tuple[Repeated, Repeated]:
+    """Accuracy trained on `base`, and on synthetic data (added to `base` when `mix`), per seed."""
+    first, second = [], []
+    for seed in seeds:
+        first.append(accuracy(_fit(base, seed, steps), test.images, test.labels))
+        fake = synthetic_dataset(G, n_synthetic, draw + seed, base.class_names)
+        second.append(accuracy(_fit(concat(base, fake) if mix else fake, seed, steps), test.images, test.labels))
+    return Repeated(tuple(first)), Repeated(tuple(second))
+
+
 def tstr(
     G: nn.Module, real_train: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int
 ) -> dict:
     """Classification Accuracy Score: trained on synthetic only vs on the real train split."""
-    real, synth = [], []
-    for seed in seeds:
-        real.append(accuracy(_fit(real_train, seed, steps), test.images, test.labels))
-        fake = synthetic_dataset(G, n_synthetic, 10_000 + seed, real_train.class_names)
-        synth.append(accuracy(_fit(fake, seed, steps), test.images, test.labels))
-    r, s = Repeated(tuple(real)), Repeated(tuple(synth))
+    r, s = _two_arms(G, real_train, test, n_synthetic, seeds, steps, draw=10_000, mix=False)
     return {"real": r.as_dict(), "synthetic": s.as_dict(), "ratio": s.mean / r.mean, "n_synthetic": n_synthetic, "n_real": len(real_train)}
 
 
@@ -78,10 +86,5 @@ def augmentation_gain(
     G: nn.Module, real_subset: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int
 ) -> dict:
     """Real-only (with classic shift augmentation) vs real + synthetic, both tested on real test data."""
-    real_only, mixed = [], []
-    for seed in seeds:
-        real_only.append(accuracy(_fit(real_subset, seed, steps), test.images, test.labels))
-        fake = synthetic_dataset(G, n_synthetic, 30_000 + seed, real_subset.class_names)
-        mixed.append(accuracy(_fit(concat(real_subset, fake), seed, steps), test.images, test.labels))
-    r, m = Repeated(tuple(real_only)), Repeated(tuple(mixed))
+    r, m = _two_arms(G, real_subset, test, n_synthetic, seeds, steps, draw=30_000, mix=True)
     return {"n_real": len(real_subset), "real_only": r.as_dict(), "real_plus_synthetic": m.as_dict(), "gain": m.mean - r.mean}

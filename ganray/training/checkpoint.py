@@ -7,7 +7,6 @@ can never execute code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 
 from ganray import __version__
 from ganray.errors import GanrayError
+from ganray.fileio import sha256_file
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
@@ -26,13 +26,6 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:07d}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
     d = Path(directory)
@@ -40,7 +33,7 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any], meta: dict[str
     tmp = d / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, d / STATE_FILE)
-    full_meta = {**meta, "step": int(state["step"]), "sha256": _sha256(d / STATE_FILE), "ganray_version": __version__}
+    full_meta = {**meta, "step": int(state["step"]), "sha256": sha256_file(d / STATE_FILE), "ganray_version": __version__}
     (d / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=True))
     return d
 
@@ -66,7 +59,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     path = d / STATE_FILE
     if not path.is_file():
         raise GanrayError(f"checkpoint {str(d)!r} has no {STATE_FILE}; it is incomplete")
-    if _sha256(path) != meta.get("sha256"):
+    if sha256_file(path) != meta.get("sha256"):
         raise GanrayError(f"checkpoint {str(path)!r} fails its checksum (truncated or corrupt)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

@@ -6,7 +6,6 @@ statistics are recalibrated before export, so the exported weights sample correc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from ganray import __version__
 from ganray.config import ModelConfig
 from ganray.errors import GanrayError
+from ganray.fileio import sha256_file
 from ganray.metrics.names import SCORE_PREFIXES
 from ganray.models import build_generator
 from ganray.training.hooks import checkpoint_dirs, load_latest
@@ -67,13 +67,6 @@ def load_run_generator(run_dir: str | Path) -> LoadedGenerator:
     return LoadedGenerator(G, info)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def export_generator(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write `<run>/generator/` (or `out_dir`) from the latest checkpoint; replaced atomically."""
@@ -88,7 +81,7 @@ def export_generator(run_dir: str | Path, out_dir: str | Path | None = None) -> 
         "z_dim": loaded.G.z_dim,
         "num_classes": loaded.G.num_classes,
         "weights": WEIGHTS,
-        "weights_sha256": _sha256(tmp / WEIGHTS),
+        "weights_sha256": sha256_file(tmp / WEIGHTS),
         "ganray_version": __version__,
     }
     (tmp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True))
@@ -110,7 +103,7 @@ def load_generator(path: str | Path) -> LoadedGenerator:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise GanrayError(f"{str(d / INFO)!r} is corrupt; export the generator again") from None
     weights = d / info.get("weights", WEIGHTS)
-    if not weights.is_file() or _sha256(weights) != info.get("weights_sha256"):
+    if not weights.is_file() or sha256_file(weights) != info.get("weights_sha256"):
         raise GanrayError(f"generator weights {str(weights)!r} are missing or fail their checksum; export the generator again")
     try:
         G = _generator_from(info, load_file(str(weights)))
