@@ -87,7 +87,7 @@ METRICS = ("fid", "isc", "kid", "prc")
 
 
 class EvalConfig(_Section):
-    every: int = Field(600, ge=0, description="evaluate every K training steps (and at the end); 0 = off")
+    every: int = Field(1200, ge=0, description="evaluate every K training steps (and at the end); 0 = off")
     num_samples: int = Field(10000, ge=20, description="generated samples per evaluation")
     extractor: Literal["domain", "inception"] = Field("domain", description="feature extractor for the metrics")
     inception_weights: str | None = Field(None, description="local InceptionV3 weights (torch-fidelity's pt-inception file)")

@@ -76,3 +76,22 @@ def test_console_script_help_and_exit_code(tmp_path):
     bad = subprocess.run([exe, "train", "--set", "ray.bogus=1"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "ganray train: error: --set ray.bogus: unknown config key 'ray.bogus'; see README, Configuration"
+
+
+def test_demo_trains_evaluates_and_compares_with_real_data(capsys, tmp_path, ray_local):
+    from conftest import CACHE_DIR
+
+    sets = [
+        f"storage.runs_dir={tmp_path}", f"storage.cache_dir={CACHE_DIR}", "train.steps=10", "model.width=0.25",
+        "train.batch_size=32", "ray.num_workers=1", "eval.every=10", "eval.num_samples=100",
+        "eval.report_samples=100", "eval.classifier_steps=20",
+    ]
+    assert main(["demo", *[a for s in sets for a in ("--set", s)]]) == 0
+    out = capsys.readouterr().out
+    assert "fid_domain" in out and "precision_domain" in out and "is_domain" in out
+    real = float(out.split("real-data accuracy")[1].split()[0])
+    synth = float(out.split("synthetic-data accuracy")[1].split()[0])
+    ratio = float(out.split("x of real")[0].rsplit("(", 1)[1])
+    assert 0 < synth <= 1 and 0 < real <= 1
+    assert ratio == pytest.approx(synth / real, abs=2e-3)
+    assert (tmp_path / "demo" / "generator" / "generator.json").is_file()

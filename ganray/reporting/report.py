@@ -136,7 +136,7 @@ def render_markdown(r: dict) -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        *[f"| {k} | {v:.4g} |" for k, v in sorted(fid["metrics"].items())],
+        *[f"| {k} | {v:.4g} |" for k, v in sorted(fid["metrics"].items()) if k != "eval_seconds"],
         "",
         "## Train on synthetic, test on real",
         "",
