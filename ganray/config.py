@@ -154,6 +154,24 @@ class RayConfig(_Section):
     max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from")
 
 
+class TuneConfig(_Section):
+    space: dict[str, dict[str, list[Any]]] = Field(
+        default_factory=lambda: {
+            "train.lr_g": {"loguniform": [5e-5, 1e-3]},
+            "train.lr_d": {"loguniform": [5e-5, 1e-3]},
+            "model.width": {"choice": [0.25, 0.5, 1.0]},
+        },
+        description="config key -> {loguniform|uniform|randint: [low, high]} or {choice: [values]}",
+    )
+    num_samples: int = Field(8, ge=1, description="trials to run")
+    max_concurrent: int = Field(0, ge=0, description="trials at once; 0 = as many as the cluster's CPUs allow")
+    scheduler: Literal["asha", "pbt", "fifo"] = "asha"
+    search: Literal["random", "optuna"] = Field("random", description="search algorithm")
+    grace_period: int = Field(1, ge=1, description="evaluations a trial gets before ASHA may stop it")
+    reduction_factor: int = Field(3, ge=2, description="ASHA keeps 1/reduction_factor of trials per rung")
+    seed: int = 0
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -162,6 +180,7 @@ class Config(_Section):
     eval: EvalConfig = EvalConfig()
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()
+    tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="after")
     def _batch_splits(self) -> "Config":
@@ -222,7 +241,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def _apply_override(tree: dict[str, Any], parts: list[str], value: Any) -> None:
+def apply_override(tree: dict[str, Any], parts: list[str], value: Any) -> None:
     node: Any = tree
     schema: Any = Config
     for i, part in enumerate(parts):
@@ -263,7 +282,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         tree = loaded
     for text in overrides:
         parts, value = parse_override(text)
-        _apply_override(tree, parts, value)
+        apply_override(tree, parts, value)
     return validate_config(tree)
 
 

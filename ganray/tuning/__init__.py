@@ -1,0 +1,1 @@
+"""Ray Tune sweeps over the training config, with FID as the objective."""
