@@ -172,3 +172,14 @@ def test_evaluate_command_on_shards(capsys, digits, tmp_path):
     capsys.readouterr()
     assert main(["evaluate", "--shards", str(tmp_path / "shards"), "--set", f"storage.cache_dir={cache}"]) == 2
     assert "shard-000001.tar' is not a readable tar" in capsys.readouterr().err
+
+
+def test_report_fractions_are_the_subsets_training_uses(digits):
+    from ganray.config import DataConfig
+    from ganray.data import load_splits
+    from ganray.reporting.report import _fraction
+
+    for f in (0.1, 0.5):
+        trained_on = load_splits(DataConfig(train_fraction=f)).train
+        assert torch.equal(_fraction(digits, f, 0).images, trained_on.images)
+    assert _fraction(digits, 1.0, 0) is digits.train

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ganray.config import Config, load_config
 from ganray.data import load_splits
+from ganray.data.base import ImageDataset, Splits
+from ganray.data.registry import train_subset
 from ganray.errors import GanrayError
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.utility import augmentation_gain, coverage, tstr
@@ -32,6 +34,13 @@ def run_config(run_dir: Path, cfg: Config) -> Config:
         raise GanrayError(f"{str(run_dir)!r} is not a run directory (no config.yaml); pass --run with a trained run")
     own = load_config(path)
     return own.model_copy(update={"eval": cfg.eval, "storage": own.storage.model_copy(update={"cache_dir": cfg.storage.cache_dir})})
+
+
+def _fraction(full: Splits, fraction: float, seed: int) -> ImageDataset:
+    """The same class-stratified subset `load_splits` makes for `data.train_fraction`."""
+    if fraction >= 1.0:
+        return full.train
+    return full.train.subset(train_subset(full.train.labels.numpy(), fraction, seed))
 
 
 def _fraction_generator(cfg: Config, run_dir: Path, fraction: float):
@@ -61,14 +70,15 @@ def build_report(cfg: Config, run_dir: str | Path, out_dir: str | Path | None = 
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    splits = load_splits(rcfg.data)
+    # Load the data once; the run's split and each low-data fraction are subsets of the full train split.
+    full = load_splits(rcfg.data.model_copy(update={"train_fraction": 1.0}))
+    splits = Splits(_fraction(full, rcfg.data.train_fraction, rcfg.data.split_seed), full.test)
     loaded = load_run_generator(run_dir)
     G = loaded.G
     if not G.num_classes:
         raise GanrayError("the report needs a class-conditional generator (model.arch=cdcgan): dcgan samples carry no labels")
     if G.num_classes != splits.train.num_classes:
         raise GanrayError(f"the generator has {G.num_classes} classes but the dataset has {splits.train.num_classes}")
-    full = load_splits(rcfg.data.model_copy(update={"train_fraction": 1.0}))
 
     log.info("report: fidelity metrics on %d samples", e.num_samples)
     domain = prepare_domain(rcfg, splits)
@@ -78,7 +88,7 @@ def build_report(cfg: Config, run_dir: str | Path, out_dir: str | Path | None = 
     cover = coverage(domain.model, G, e.report_samples, e.report_seeds[0], splits.train.class_names)
     low_data = {}
     for f in e.report_fractions:
-        subset = load_splits(rcfg.data.model_copy(update={"train_fraction": f})).train
+        subset = _fraction(full, f, rcfg.data.split_seed)
         G_f = _fraction_generator(rcfg, run_dir, f)
         log.info("report: augmentation gain with %g of the real data (%d images)", f, len(subset))
         low_data[f"{f:g}"] = augmentation_gain(G_f, subset, full.test, e.report_samples, e.report_seeds, e.classifier_steps)
