@@ -7,8 +7,10 @@ each call only samples and extracts features of generated images.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from typing import Callable
 from dataclasses import dataclass
 
 import torch
@@ -88,6 +90,15 @@ def build_evaluator(
         extractor = register_domain(domain.model.to(device), domain.key)
     real = real_split(cfg, splits)
     return Evaluator(cfg, real, f"{cfg.eval.real_split}-{real.fingerprint()}", extractor, device)
+
+
+def loop_evaluate(
+    cfg: Config, splits: Splits, device: torch.device, domain: DomainClassifier | dict | None = None
+) -> Callable[[nn.Module], dict] | None:
+    """The training loop's `evaluate` hook, or None when `eval.every` is 0 (the loop recalibrates G itself)."""
+    if cfg.eval.every <= 0:
+        return None
+    return functools.partial(build_evaluator(cfg, splits, device, domain).evaluate_generator, recalibrate=False)
 
 
 def domain_payload(domain: DomainClassifier) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ganray.config import Config
 from ganray.data import load_splits
-from ganray.metrics.evaluator import build_evaluator
+from ganray.metrics.evaluator import loop_evaluate
 from ganray.training.export import export_generator
 from ganray.training.hooks import LocalHooks, checkpoint_dirs, load_latest
 from ganray.training.loop import Worker, train_gan
@@ -23,10 +23,7 @@ def train_local(cfg: Config, run_dir: Path, worker: Worker = Worker()) -> GANSta
     resume = found[0] if found else None
     if resume is not None:
         truncate_metrics(run_dir, int(resume["step"]))
-    evaluate = None
-    if cfg.eval.every > 0 and worker.rank == 0:
-        evaluator = build_evaluator(cfg, splits, worker.device)
-        evaluate = lambda G: evaluator.evaluate_generator(G, recalibrate=False)  # noqa: E731 - the loop recalibrates
+    evaluate = loop_evaluate(cfg, splits, worker.device) if worker.rank == 0 else None
     state = train_gan(cfg, data, LocalHooks(run_dir, worker.rank, cfg, data), worker, resume, evaluate)
     if worker.rank == 0:
         export_generator(run_dir)

@@ -25,7 +25,7 @@ from ganray.config import Config, RayConfig
 from ganray.data import load_splits
 from ganray.errors import GanrayError
 from ganray.log import setup_logging
-from ganray.metrics.evaluator import build_evaluator, domain_payload, prepare_domain
+from ganray.metrics.evaluator import domain_payload, loop_evaluate, prepare_domain
 from ganray.metrics.extractors import inception
 from ganray.models import build_models
 from ganray.training.checkpoint import checkpoint_name, save_checkpoint
@@ -93,10 +93,7 @@ def _train_worker(config: dict) -> None:
     resume = _resume_state()
     if rank == 0 and resume is not None:
         truncate_metrics(run_dir, int(resume["step"]))
-    evaluate = None
-    if rank == 0 and cfg.eval.every > 0:
-        evaluator = build_evaluator(cfg, splits, device, domain=config.get("domain"))
-        evaluate = lambda G: evaluator.evaluate_generator(G, recalibrate=False)  # noqa: E731 - the loop recalibrates
+    evaluate = loop_evaluate(cfg, splits, device, config.get("domain")) if rank == 0 else None
     train_gan(cfg, data, RayHooks(run_dir, rank, cfg, data), Worker(rank, world, device), resume, evaluate)
 
 
