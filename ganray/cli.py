@@ -18,7 +18,7 @@ log = logging.getLogger("ganray")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML config (sections: data, model, loss, train, eval, storage, ray)")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML config (sections: data, model, loss, train, eval, tune, storage, ray)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set train.steps=500 (repeatable; values parse as YAML)",
@@ -33,6 +33,26 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     print(f"checkpoint:      {out.checkpoint}")
     print(f"sample grids:    {out.run_dir / 'samples'}")
     print(f"metrics:         {out.run_dir / 'metrics.jsonl'}")
+    return 0
+
+
+def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
+    from ganray.tuning.sweep import run_sweep
+
+    out = run_sweep(cfg)
+    if out.results is None:
+        print(
+            f"ganray tune: interrupted with {out.finished} of {out.total} trials finished; "
+            f"run the same command again to resume the sweep in {out.sweep_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    r = out.results
+    print((out.sweep_dir / "results.md").read_text())
+    print(f"best {r.metric}:     {r.best.fid:.4g} (trial {r.best.trial}, step {r.best.fid_step})")
+    print(f"best config:     {r.best_config}")
+    print(f"generator:       {r.generator}")
+    print(f"results:         {', '.join(str(p) for p in r.files.values())}")
     return 0
 
 
@@ -127,6 +147,12 @@ COMMANDS: dict[str, Command] = {
         "IS, FID, KID and precision/recall of a run's or an exported generator through torch-fidelity",
         {},
         _evaluate_args,
+    ),
+    "tune": (
+        cmd_tune,
+        "Ray Tune sweep minimizing FID (ASHA/PBT, random/Optuna search); resumes; exports the best generator",
+        {},
+        None,
     ),
     "report": (
         cmd_report,

@@ -169,7 +169,9 @@ class TuneConfig(_Section):
     search: Literal["random", "optuna"] = Field("random", description="search algorithm")
     grace_period: int = Field(1, ge=1, description="evaluations a trial gets before ASHA may stop it")
     reduction_factor: int = Field(3, ge=2, description="ASHA keeps 1/reduction_factor of trials per rung")
-    seed: int = 0
+    perturbation_interval: int = Field(2, ge=1, description="PBT: evaluations between exploit/explore steps")
+    gpus_per_trial: float = Field(1.0, gt=0.0, description="GPUs per trial when ray.use_gpu (fractions share a GPU)")
+    seed: int = Field(0, description="seeds the search algorithm's sampling")
 
 
 class Config(_Section):

@@ -12,23 +12,31 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 def fid_curve(metrics: list[dict], path: Path) -> Path | None:
     """Every `fid_*` series in metrics.jsonl against the training step; None when there is none."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
+    series: dict[str, list[tuple[int, float]]] = {}
     for line in metrics:
         for k, v in line.items():
             if k.startswith("fid_"):
-                xs, ys = series.setdefault(k, ([], []))
-                xs.append(line["step"])
-                ys.append(v)
+                series.setdefault(k, []).append((line["step"], v))
+    return fid_curves(series, path, "FID")
+
+
+def fid_curves(
+    series: dict[str, list[tuple[int, float]]], path: Path, ylabel: str, reference: float | None = None
+) -> Path | None:
+    """One line per series of (step, FID) points, log scale; None when there is nothing to draw."""
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, (xs, ys) in sorted(series.items()):
-        ax.plot(xs, ys, marker="o", label=name)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, points in sorted(series.items()):
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    if reference is not None:
+        ax.axhline(reference, color="k", linestyle="--", linewidth=1, label="real held-out data")
     ax.set_xlabel("training step")
-    ax.set_ylabel("FID (lower is better)")
+    ax.set_ylabel(f"{ylabel} (lower is better)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small" if len(series) > 6 else "medium")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -22,6 +22,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import sha256_file
 from ganray.metrics.names import SCORE_PREFIXES
 from ganray.models import build_generator
+from ganray.training.checkpoint import load_checkpoint
 from ganray.training.hooks import checkpoint_dirs, load_latest
 from ganray.training.run_dir import CHECKPOINTS, read_metrics
 from ganray.training.sampling import recalibrate_batchnorm
@@ -48,6 +49,15 @@ def _generator_from(meta: dict[str, Any], state: dict) -> nn.Module:
     return G.eval().requires_grad_(False)
 
 
+def _loaded(state: dict, meta: dict[str, Any], path: Path, scores: dict[str, float]) -> LoadedGenerator:
+    """The recalibrated EMA generator of one checkpoint, with what generator.json records."""
+    G = _generator_from(meta, state["G_ema"] if state.get("G_ema") is not None else state["G"])
+    recalibrate_batchnorm(G)
+    info = {k: meta[k] for k in ("arch", "model", "image_shape", "class_names", "data_fingerprint", "data_source")}
+    info.update(step=int(meta["step"]), checkpoint=str(path), metrics=scores)
+    return LoadedGenerator(G, info)
+
+
 def load_run_generator(run_dir: str | Path) -> LoadedGenerator:
     """The EMA generator of a run's latest loadable checkpoint, BatchNorm recalibrated."""
     run_dir = Path(run_dir)
@@ -55,23 +65,29 @@ def load_run_generator(run_dir: str | Path) -> LoadedGenerator:
     if found is None:
         raise GanrayError(f"run dir {str(run_dir)!r} has no checkpoints; train it first (ganray train) or fix the path")
     state, meta, path = found
-    G = _generator_from(meta, state["G_ema"] if state.get("G_ema") is not None else state["G"])
-    recalibrate_batchnorm(G)
     step = int(meta["step"])
     scores = {}
     for line in read_metrics(run_dir):
         if line.get("step") == step:
             scores.update({k: v for k, v in line.items() if k.startswith(SCORE_PREFIXES)})
-    info = {k: meta[k] for k in ("arch", "model", "image_shape", "class_names", "data_fingerprint", "data_source")}
-    info.update(step=step, checkpoint=str(path), metrics=scores)
-    return LoadedGenerator(G, info)
-
+    return _loaded(state, meta, path, scores)
 
 
 def export_generator(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write `<run>/generator/` (or `out_dir`) from the latest checkpoint; replaced atomically."""
-    loaded = load_run_generator(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / GENERATOR_DIR
+    return write_generator(load_run_generator(run_dir), out)
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, scores: dict[str, float]) -> Path:
+    """Write an exported generator from one checkpoint directory (a sweep's best trial)."""
+    state, meta = load_checkpoint(checkpoint)
+    scores = {k: v for k, v in scores.items() if k.startswith(SCORE_PREFIXES)}
+    return write_generator(_loaded(state, meta, Path(checkpoint), scores), Path(out_dir))
+
+
+def write_generator(loaded: LoadedGenerator, out: Path) -> Path:
+    """generator.safetensors + generator.json, swapped in atomically so readers never see half."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -1,0 +1,93 @@
+"""One Tune trial: the plain training loop in a function trainable that checkpoints through Tune.
+
+A function trainable (not a TorchTrainer per trial) because PBT's exploit step and
+`Tuner.restore` both need Tune-level checkpoints, which a TorchTrainer inside a trial does not
+leave. Each trial gets `ray.cpus_per_worker` CPUs (and `tune.gpus_per_trial` GPUs on a GPU
+cluster), the same resources as one Ray Train worker.
+
+Every evaluation is one Tune report, paired with a checkpoint of that step, so the scheduler
+compares trials on FID at equal steps (`time_attr="step"`) and any report can be resumed from.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray.tune
+import torch
+
+from ganray.config import Config
+from ganray.data import load_splits
+from ganray.data.base import ImageDataset
+from ganray.log import setup_logging
+from ganray.metrics.evaluator import loop_evaluate
+from ganray.metrics.names import headline, metric_name
+from ganray.training.checkpoint import load_checkpoint, save_checkpoint
+from ganray.training.hooks import checkpoint_meta
+from ganray.training.loop import Worker, train_gan
+from ganray.training.state import GANState
+from ganray.tuning.space import apply_params
+
+log = logging.getLogger(__name__)
+
+TIME_ATTR = "step"  # schedulers compare trials at equal training steps, not equal report counts
+
+
+def objective(cfg: Config) -> str:
+    """The metric a sweep minimizes: FID in the configured extractor's feature space."""
+    return metric_name("fid", "inception" if cfg.eval.extractor == "inception" else "domain")
+
+
+def trial_config(base: Config, params: dict[str, Any]) -> Config:
+    """The trial's training config: checkpoints fall on evaluations, so every report can be resumed."""
+    cfg = apply_params(base, params)
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"checkpoint_every": cfg.eval.every})})
+
+
+class TuneHooks:
+    """Loop hooks that turn each evaluated checkpoint into one `ray.tune.report`."""
+
+    def __init__(self, cfg: Config, data: ImageDataset) -> None:
+        self.meta = checkpoint_meta(cfg, data)
+        self.total = cfg.train.steps
+        self.grid: bytes | None = None
+
+    def log(self, step: int, metrics: dict) -> None:
+        scores = headline(metrics)
+        if scores:
+            log.info("step %d/%d  %s", step, self.total, "  ".join(f"{k} {v:.4g}" for k, v in sorted(scores.items())))
+
+    def samples(self, step: int, png: bytes) -> None:
+        self.grid = png
+
+    def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
+        with tempfile.TemporaryDirectory(prefix="ganray-trial-") as tmp:
+            save_checkpoint(tmp, state.state_dict(), self.meta)
+            if self.grid is not None:
+                (Path(tmp) / "samples.png").write_bytes(self.grid)
+            ray.tune.report({TIME_ATTR: step, **metrics}, checkpoint=ray.tune.Checkpoint.from_directory(tmp))
+
+
+def _resume_state() -> dict | None:
+    """The checkpoint Tune hands back: after a restore, a retry, or PBT's exploit of a better trial."""
+    ckpt = ray.tune.get_checkpoint()
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        state, meta = load_checkpoint(d)
+    log.info("trial resumes from step %d", int(meta["step"]))
+    return state
+
+
+def run_trial(params: dict[str, Any], base: dict, domain: dict | None) -> None:
+    """The Tune trainable: `params` are the sampled dotted keys, `base` the sweep's config."""
+    setup_logging()
+    cfg = trial_config(Config.model_validate(base), params)
+    torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
+    device = torch.device("cuda") if cfg.ray.use_gpu and torch.cuda.is_available() else torch.device("cpu")
+    splits = load_splits(cfg.data)
+    evaluate = loop_evaluate(cfg, splits, device, domain)
+    train_gan(cfg, splits.train, TuneHooks(cfg, splits.train), Worker(0, 1, device), _resume_state(), evaluate)

@@ -1,0 +1,186 @@
+"""Ray Tune sweeps on digits: ASHA stops bad trials, the best generator is exported, sweeps resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CACHE_DIR, tiny_config
+from ganray.cli import main
+from ganray.config import load_config
+from ganray.errors import GanrayError
+from ganray.training.export import load_generator
+from ganray.training.sampling import sample_balanced
+from ganray.tuning.sweep import check_sweep, run_sweep
+
+STEPS, EVERY = 40, 10
+
+# Learning rates of 1e-7 leave the generator where it started: those trials are clearly worse.
+SPACE = "{train.lr_g: {choice: [0.0005, 1.0e-7]}, train.lr_d: {choice: [0.0003, 1.0e-7]}}"
+
+
+def sweep_overrides(tmp_path, name: str, *extra: str) -> list[str]:
+    return [
+        "train.batch_size=32",
+        f"train.steps={STEPS}",
+        f"train.log_every={EVERY}",
+        f"train.sample_every={EVERY}",
+        f"eval.every={EVERY}",
+        "eval.metrics=[fid]",
+        f"tune.space={SPACE}",
+        "tune.reduction_factor=2",
+        "ray.cpus_per_worker=1",
+        f"storage.run_name={name}",
+        f"storage.runs_dir={tmp_path}",
+        *extra,
+    ]
+
+
+def sweep_config(tmp_path, name: str, *extra: str):
+    return tiny_config(tmp_path, *sweep_overrides(tmp_path, name, *extra))
+
+
+def trial_lines(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path, ray_local):
+    cfg = sweep_config(tmp_path, "asha", "tune.num_samples=6", "tune.max_concurrent=2")
+    out = run_sweep(cfg)
+    r = out.results
+    assert r is not None and len(r.rows) == 6
+    fids = [row.fid for row in r.rows]
+    assert fids == sorted(fids)  # sorted by best FID
+    stopped = [row for row in r.rows if row.status == "stopped early"]
+    assert stopped, [(row.trial, row.steps, row.fid) for row in r.rows]
+    assert all(row.steps < STEPS for row in stopped)
+    assert r.best.status == "completed" and r.best.params["train.lr_g"] == 0.0005
+    # ASHA cut compute: fewer trial-steps than every trial running to the end.
+    assert sum(row.steps for row in r.rows) < 6 * STEPS
+    # Each trial's FID curve is one point per evaluation, in step order.
+    for row in r.rows:
+        steps = [s for s, _ in row.curve]
+        assert steps == list(range(EVERY, row.steps + 1, EVERY))
+
+    # The exported generator is the best trial's best checkpoint, and it generates.
+    gen = load_generator(out.sweep_dir / "generator")
+    assert gen.info["step"] == r.best.fid_step
+    assert gen.info["metrics"]["fid_domain"] == pytest.approx(r.best.fid)
+    images, labels = sample_balanced(gen.G, 20, seed=0)
+    assert images.shape == (20, 1, 28, 28) and images.dtype == torch.uint8
+    assert sorted(labels.tolist()) == sorted(list(range(10)) * 2)
+
+    # The tables and the best config agree with the rows.
+    table = list(csv.DictReader((out.sweep_dir / "results.csv").open()))
+    assert [row["trial"] for row in table] == [row.trial for row in r.rows]
+    assert float(table[0]["fid_domain"]) == pytest.approx(r.best.fid)
+    first = next(line for line in (out.sweep_dir / "results.md").read_text().splitlines() if line.startswith("| 1 |"))
+    assert f"| {r.best.trial} |" in first
+    best = load_config(out.sweep_dir / "best_config.yaml")
+    assert best.train.lr_g == r.best.params["train.lr_g"] and best.train.lr_d == r.best.params["train.lr_d"]
+    assert best.storage.run_name is None  # training it makes a new run, not a write into the sweep
+    assert (out.sweep_dir / "fid_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
+    assert r.reference["fid_domain"] < r.best.fid  # real held-out data is the floor
+
+
+def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path, ray_local):
+    """Ctrl-C a `ganray tune` process mid-sweep, rerun the same command: every trial reports once."""
+    overrides = sweep_overrides(
+        tmp_path, "resume", "tune.num_samples=3", "tune.max_concurrent=1", "tune.search=optuna",
+        "model.width=0.25", "eval.num_samples=200", "eval.classifier_steps=150", f"storage.cache_dir={CACHE_DIR}",
+        f"ray.address={ray_local.get_runtime_context().gcs_address}",
+    )
+    argv = [sys.executable, "-m", "ganray.cli", "tune", *(a for o in overrides for a in ("--set", o))]
+    experiment = tmp_path / "resume" / "tune"
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 240
+    finished: dict[str, int] = {}
+    while time.monotonic() < deadline and not finished:
+        time.sleep(0.5)
+        finished = {
+            d.name: len(lines) for d in experiment.glob("trial_*") if (lines := trial_lines(d)) and lines[-1]["step"] == STEPS
+        }
+    assert finished, "no trial finished in time"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "run the same command again to resume" in err
+    assert not (tmp_path / "resume" / "results.csv").exists()
+
+    code = main(["tune", *(a for o in overrides for a in ("--set", o))])
+    assert code == 0
+    rows = json.loads((tmp_path / "resume" / "results.json").read_text())["rows"]
+    assert len(rows) == 3 and len({r["trial"] for r in rows}) == 3
+    for d in experiment.glob("trial_*"):
+        # A step logged just before Ctrl-C but not yet checkpointed is trained again after the
+        # restore; training is deterministic per step, so it must report the very same FID.
+        seen: dict[int, float] = {}
+        for line in trial_lines(d):
+            assert line["fid_domain"] == pytest.approx(seen.setdefault(line["step"], line["fid_domain"]), rel=1e-4)
+    for r in rows:
+        steps = [s for s, _ in r["curve"]]
+        assert steps == sorted(set(steps)) and steps[-1] == r["steps"]
+    for name, count in finished.items():
+        assert len(trial_lines(experiment / name)) == count  # finished trials were not rerun
+    assert all(r["status"] in ("completed", "stopped early") for r in rows)
+    assert load_generator(tmp_path / "resume" / "generator").info["metrics"]["fid_domain"] == pytest.approx(rows[0]["fid"])
+
+
+def test_pbt_exploits_through_tune_checkpoints(tmp_path, ray_local):
+    cfg = sweep_config(
+        tmp_path, "pbt", "tune.scheduler=pbt", "tune.num_samples=4", "tune.max_concurrent=2", "tune.perturbation_interval=1",
+        "tune.space={train.lr_g: {choice: [0.0005, 1.0e-7]}, train.lr_d: {loguniform: [0.0001, 0.0005]}}",
+    )
+    out = run_sweep(cfg)
+    assert out.results is not None and len(out.results.rows) == 4
+    # PBT logs each exploit: the weaker trial continued from the stronger one's checkpoint.
+    exploits = (out.sweep_dir / "tune" / "pbt_global.txt").read_text().splitlines()
+    assert exploits
+    for row in out.results.rows:
+        steps = [s for s, _ in row.curve]
+        assert steps == sorted(set(steps)) and row.steps == STEPS
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["eval.every=0"], "tune needs eval.every > 0"),
+        (["eval.metrics=[kid]"], "add fid to eval.metrics"),
+        (["eval.every=400"], "eval.every=400 exceeds train.steps=40"),
+        (["tune.scheduler=pbt", "tune.space={model.width: {choice: [0.25, 0.5]}}"], "needs a train/loss/eval key"),
+        (["tune.scheduler=pbt", "tune.search=optuna"], "use tune.search=random with it"),
+        (["tune.space={train.lr_g: {loguniform: [0.001, 0.0001]}}"], "empty range"),
+        (["tune.space={train.lr_x: {loguniform: [0.0001, 0.001]}}"], "'train.lr_x' is not a config key"),
+    ],
+)
+def test_a_bad_sweep_is_a_one_line_error_before_ray_starts(tmp_path, extra, message):
+    with pytest.raises(GanrayError) as err:
+        check_sweep(sweep_config(tmp_path, "bad", *extra))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_bad_space_exits_2_and_writes_nothing(tmp_path, capsys):
+    code = main(["tune", *(a for o in sweep_overrides(tmp_path, "cli", "tune.space={ray.num_workers: {choice: [1]}}") for a in ("--set", o))])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("ganray tune: error:") and "not tunable" in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_changed_config_does_not_resume_an_old_sweep(tmp_path):
+    from ganray.tuning.sweep import _prepare_sweep_dir
+
+    cfg = sweep_config(tmp_path, "changed")
+    assert _prepare_sweep_dir(tmp_path / "changed", cfg) is False
+    assert _prepare_sweep_dir(tmp_path / "changed", cfg) is True
+    with pytest.raises(GanrayError, match="holds a sweep with a different config"):
+        _prepare_sweep_dir(tmp_path / "changed", sweep_config(tmp_path, "changed", "train.steps=50"))
