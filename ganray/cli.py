@@ -56,6 +56,49 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--run", metavar="DIR", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
+    src.add_argument("--generator", metavar="DIR", help="an exported generator directory (<run>/generator or a sweep's generator/)")
+    _out_args(p)
+
+
+def _out_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="DIR|s3://BUCKET/PREFIX", help="output location (sets generate.out)")
+
+
+def _with_out(cfg: Config, args: argparse.Namespace) -> Config:
+    if not args.out:
+        return cfg
+    return cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"out": args.out})})
+
+
+def _print_output(out) -> None:
+    m = out.manifest
+    print(f"output:          {out.uri}")
+    print(f"shards:          {len(m['shardlist'])} ({len(out.written)} written now, {len(out.kept)} already finished)")
+    print(f"samples:         {m['num_samples']}  acceptance rate {m['acceptance_rate']:.3f}")
+    print(f"class counts:    {', '.join(f'{k} {v}' for k, v in m['class_counts'].items())}")
+    print(f"manifest:        {out.uri.rstrip('/')}/manifest.json")
+
+
+def cmd_generate(cfg: Config, args: argparse.Namespace) -> int:
+    from ganray.generation.jobs import generate
+    from ganray.training.export import load_generator, load_run_generator
+
+    cfg = _with_out(cfg, args)
+    loaded = load_generator(args.generator) if args.generator else load_run_generator(_run_dir(cfg, args))
+    _print_output(generate(cfg, loaded))
+    return 0
+
+
+def cmd_augment(cfg: Config, args: argparse.Namespace) -> int:
+    from ganray.generation.jobs import augment
+
+    _print_output(augment(_with_out(cfg, args)))
+    return 0
+
+
 def _run_dir(cfg: Config, args: argparse.Namespace) -> Path:
     if args.run:
         return Path(args.run).expanduser()
@@ -84,7 +127,7 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
     if args.shards:
         from ganray.data.wds import load_shards
 
-        shards = load_shards(args.shards, cfg.data.channels)
+        shards = load_shards(args.shards, cfg.data.channels, cfg.storage)
         result = evaluate_source(cfg, load_splits(cfg.data), f"shards:{args.shards}", images=shards)
         result["generator_step"] = None
     else:
@@ -153,6 +196,18 @@ COMMANDS: dict[str, Command] = {
         "Ray Tune sweep minimizing FID (ASHA/PBT, random/Optuna search); resumes; exports the best generator",
         {},
         None,
+    ),
+    "generate": (
+        cmd_generate,
+        "mass-produce labelled synthetic samples into WebDataset shards + manifest (local or S3); resumable",
+        {},
+        _generate_args,
+    ),
+    "augment": (
+        cmd_augment,
+        "classic data expansion: real images plus transformed copies, through the same shard writer",
+        {},
+        _out_args,
     ),
     "report": (
         cmd_report,

@@ -22,7 +22,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
 
-DataSource = Literal["digits", "mnist", "fashion-mnist", "cifar10", "folder"]
+DataSource = Literal["digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds"]
 
 
 class DataConfig(_Section):
@@ -137,6 +137,18 @@ class StorageConfig(_Section):
     runs_dir: str = "runs"
     cache_dir: str = Field("~/.cache/ganray", description="domain classifiers and real-data feature statistics")
     run_name: str | None = Field(None, description="defaults to <arch>-<timestamp>")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint, e.g. http://host:8333; None = AWS or $AWS_ENDPOINT_URL"
+    )
+    region: str | None = Field(None, description="S3 region; None = boto3's chain ($AWS_REGION, ~/.aws/config)")
+    max_attempts: int = Field(5, ge=1, le=20, description="S3 attempts per request, retries included")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+        return v
 
     @field_validator("run_name")
     @classmethod
@@ -174,6 +186,24 @@ class TuneConfig(_Section):
     seed: int = Field(0, description="seeds the search algorithm's sampling")
 
 
+class GenerateConfig(_Section):
+    out: str | None = Field(None, description="output directory or s3://bucket/prefix for shards and manifest.json")
+    num_samples: int = Field(10000, ge=1, description="samples to generate (augment: ignored, set by the data)")
+    shard_size: int = Field(1000, ge=1, description="samples per shard")
+    seed: int = Field(0, description="shard s depends only on (seed, s)")
+    classes: list[float] | None = Field(None, description="class proportions, one per class; None = balanced")
+    min_confidence: float = Field(
+        0.0, ge=0.0, lt=1.0, description="quality filter: keep samples the domain classifier assigns to their class with at least this probability; 0 = off"
+    )
+    num_actors: int = Field(0, ge=0, description="Ray actors writing shards; 0 = one per ray.cpus_per_worker CPUs in the cluster")
+    batch_size: int = Field(500, ge=1, description="generator forward batch")
+    overwrite: bool = Field(False, description="replace an output that holds another generator's or seed's shards")
+    augment_copies: int = Field(4, ge=1, description="augment: augmented copies per real image (originals are kept too)")
+    augment_ops: list[Literal["affine", "elastic", "color"]] = Field(
+        default_factory=lambda: ["affine", "elastic"], description="augment: torchvision v2 transforms; color applies to RGB only"
+    )
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -183,6 +213,7 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()
     tune: TuneConfig = TuneConfig()
+    generate: GenerateConfig = GenerateConfig()
 
     @model_validator(mode="after")
     def _batch_splits(self) -> "Config":

@@ -38,8 +38,12 @@ def tiny_config(tmp_path, *overrides: str) -> Config:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray (2 CPUs, loopback only) for every test that needs it."""
+def ray_local(s3):
+    """One local Ray (2 CPUs, loopback only) for every test that needs it.
+
+    Its workers get the test S3 server's AWS_* variables, as cluster nodes get theirs from the
+    environment or an instance profile; the test process itself sets them only where needed.
+    """
     import ray
 
     if not ray.is_initialized():
@@ -50,6 +54,7 @@ def ray_local():
             dashboard_host="127.0.0.1",
             log_to_driver=True,
             logging_level="WARNING",
+            runtime_env={"env_vars": s3.env()},
         )
     yield ray
     ray.shutdown()
@@ -61,3 +66,18 @@ def digits():
     from ganray.config import DataConfig
 
     return load_splits(DataConfig())
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 server (SeaweedFS on loopback ports, one admin identity), started on first use.
+
+    Yields `tests/s3server.S3Server`: `.endpoint`, `.access_key`, `.secret_key`, `.region`,
+    `.client()`, `.env()` (AWS_* vars for monkeypatch, subprocesses and Ray actors) and
+    `.create_bucket(name)` (names need 3+ characters).
+    """
+    from s3server import start_s3_server
+
+    server = start_s3_server()
+    yield server
+    server.stop()

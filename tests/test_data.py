@@ -391,7 +391,11 @@ def test_train_subset_keeps_every_class() -> None:
 
 
 def test_registry_errors(tmp_path: Path) -> None:
-    assert SOURCES == ("digits", "mnist", "fashion-mnist", "cifar10", "folder")
+    assert SOURCES == ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
+    with pytest.raises(GanrayError, match="data.path is required for data.source=wds"):
+        load_splits(DataConfig(source="wds"))
+    with pytest.raises(GanrayError, match="does not exist"):
+        load_splits(DataConfig(source="wds", path=str(tmp_path / "no-shards")))
     with pytest.raises(GanrayError, match="data.path is required for data.source=mnist"):
         load_splits(DataConfig(source="mnist"))
     with pytest.raises(GanrayError, match="data.path is required for data.source=folder"):

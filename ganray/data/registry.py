@@ -17,11 +17,12 @@ from ganray.data.cifar import load_cifar10_splits
 from ganray.data.digits import load_digits_splits
 from ganray.data.folder import load_folder_splits
 from ganray.data.idx import load_idx_splits
+from ganray.data.wds import load_wds_splits
 from ganray.errors import GanrayError
 
 log = logging.getLogger(__name__)
 
-SOURCES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "folder")
+SOURCES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
 
 _LOADERS: dict[str, Callable[[DataConfig], Splits]] = {
     "digits": load_digits_splits,
@@ -29,6 +30,7 @@ _LOADERS: dict[str, Callable[[DataConfig], Splits]] = {
     "fashion-mnist": lambda cfg: load_idx_splits(cfg, "fashion-mnist"),
     "cifar10": load_cifar10_splits,
     "folder": load_folder_splits,
+    "wds": load_wds_splits,
 }
 
 
@@ -63,7 +65,7 @@ def load_splits(cfg: DataConfig) -> Splits:
     """Train/test splits in the model's shape, with `train_fraction` applied to train only."""
     if cfg.source not in _LOADERS:
         raise GanrayError(f"unknown data.source {cfg.source!r}; use one of {', '.join(SOURCES)}")
-    if cfg.source != "digits":
+    if cfg.source not in ("digits", "wds"):  # wds reads S3 prefixes too and checks its own path
         check_path(cfg)
     splits = _LOADERS[cfg.source](cfg)
     train, test = _to_model(splits.train, cfg), _to_model(splits.test, cfg)

@@ -1,4 +1,4 @@
-"""Reading WebDataset shards (DESIGN.md format): `<dir>/shard-*.tar` with `<key>.png/.cls/.json`.
+"""Reading WebDataset shards (DESIGN.md format): `<dir or s3 prefix>/shard-*.tar` with `<key>.png/.cls/.json`.
 
 ganray's own `generate`/`augment` output is read back through here, for evaluation and as a
 training source. Class names come from `manifest.json` when present, else from the samples'
@@ -16,24 +16,28 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganray.data.base import ImageDataset
+from ganray.config import DataConfig, StorageConfig
+from ganray.data.base import ImageDataset, Splits, stratified_split
 from ganray.data.folder import to_mode
 from ganray.errors import GanrayError
+from ganray.storage import Store, is_s3, open_store
 
 
-def shard_paths(root: Path) -> list[Path]:
-    if not root.is_dir():
-        raise GanrayError(f"shard directory {str(root)!r} does not exist; point at a directory of shard-*.tar files")
-    shards = sorted(root.glob("shard-*.tar"))
-    if not shards:
-        raise GanrayError(f"no shard-*.tar files in {str(root)!r}; point at the output directory of ganray generate")
-    return shards
+def shard_keys(store: Store) -> list[str]:
+    """Shard object keys under the store's root, in shard order."""
+    try:
+        keys = [o.key for o in store.list("shard-") if o.key.endswith(".tar") and "/" not in o.key]
+    except FileNotFoundError:
+        keys = []
+    if not keys:
+        raise GanrayError(f"no shard-*.tar files in {store.uri()!r}; point at the output of ganray generate or augment")
+    return sorted(keys)
 
 
-def _read_shard(path: Path, channels: int) -> tuple[list[np.ndarray], list[int], dict[int, str]]:
+def _read_shard(data: bytes, where: str, channels: int) -> tuple[list[np.ndarray], list[int], dict[int, str]]:
     samples: dict[str, dict[str, bytes]] = {}
     try:
-        with tarfile.open(path, "r:") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -41,18 +45,18 @@ def _read_shard(path: Path, channels: int) -> tuple[list[np.ndarray], list[int],
                 f = tar.extractfile(member)
                 samples.setdefault(key, {})[ext] = f.read() if f is not None else b""
     except tarfile.TarError as e:
-        raise GanrayError(f"shard {str(path)!r} is not a readable tar ({e}); regenerate it") from None
+        raise GanrayError(f"shard {where!r} is not a readable tar ({e}); regenerate it") from None
     images, labels, names = [], [], {}
     for key in sorted(samples):
         s = samples[key]
         if "png" not in s or "cls" not in s:
-            raise GanrayError(f"sample {key!r} in {str(path)!r} lacks a .png or .cls member; it is not a ganray shard")
+            raise GanrayError(f"sample {key!r} in {where!r} lacks a .png or .cls member; it is not a ganray shard")
         try:
             label = int(s["cls"].decode().strip())
             with Image.open(io.BytesIO(s["png"])) as im:
                 arr = np.asarray(to_mode(im, channels))
         except (ValueError, OSError) as e:
-            raise GanrayError(f"sample {key!r} in {str(path)!r} is corrupt ({type(e).__name__}); regenerate the shard") from None
+            raise GanrayError(f"sample {key!r} in {where!r} is corrupt ({type(e).__name__}); regenerate the shard") from None
         if "json" in s:
             meta = json.loads(s["json"])
             if isinstance(meta.get("class_name"), str):
@@ -62,25 +66,41 @@ def _read_shard(path: Path, channels: int) -> tuple[list[np.ndarray], list[int],
     return images, labels, names
 
 
-def load_shards(root: str | Path, channels: int = 1) -> ImageDataset:
-    """All samples of all shards in `root`, in shard then key order."""
-    root = Path(root).expanduser()
+def load_shards(root: str | Path, channels: int = 1, storage: StorageConfig | None = None) -> ImageDataset:
+    """All samples of all shards under a directory or s3:// prefix, in shard then key order."""
+    uri = str(root)
+    if not is_s3(uri):
+        path = Path(uri).expanduser()
+        if not path.is_dir():
+            raise GanrayError(f"shard directory {str(path)!r} does not exist; point at a directory of shard-*.tar files")
+        uri = str(path)
+    store = open_store(uri, storage)
     images, labels, names = [], [], {}
-    for path in shard_paths(root):
-        i, l, n = _read_shard(path, channels)
+    for key in shard_keys(store):
+        i, l, n = _read_shard(store.read_bytes(key), store.uri(key), channels)
         images += i
         labels += l
         names.update(n)
     if not images:
-        raise GanrayError(f"the shards in {str(root)!r} hold no samples")
+        raise GanrayError(f"the shards in {store.uri()!r} hold no samples")
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
-        raise GanrayError(f"shards in {str(root)!r} mix image shapes {sorted(shapes)}; one dataset has one shape")
-    manifest = root / "manifest.json"
+        raise GanrayError(f"shards in {store.uri()!r} mix image shapes {sorted(shapes)}; one dataset has one shape")
     class_names: list[str] | None = None
-    if manifest.is_file():
-        class_names = json.loads(manifest.read_text()).get("class_names")
+    try:
+        class_names = json.loads(store.read_bytes("manifest.json")).get("class_names")
+    except FileNotFoundError:
+        pass
     if not class_names:
         k = max(max(labels) + 1, max(names, default=-1) + 1)
         class_names = [names.get(c, str(c)) for c in range(k)]
     return ImageDataset(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long), tuple(class_names))
+
+
+def load_wds_splits(cfg: DataConfig) -> Splits:
+    """A `wds` data source: shards (local or S3) with a stratified test split held out."""
+    if cfg.path is None:
+        raise GanrayError("data.path is required for data.source=wds; set it to a shard directory or s3://bucket/prefix")
+    full = load_shards(cfg.path, cfg.channels)
+    train_idx, test_idx = stratified_split(full.labels.numpy(), cfg.test_fraction, cfg.split_seed)
+    return Splits(train=full.subset(train_idx), test=full.subset(test_idx))

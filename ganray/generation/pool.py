@@ -1,0 +1,91 @@
+"""A pool of Ray actors that turn shard indices into stored shards.
+
+Why `ray.util.ActorPool` over Ray Data with an actor class: a shard here is one precomputed
+unit, (plan, s) -> bytes -> one object under a fixed name, and reruns must find and skip it.
+Ray Data plans its own blocks and names written files by a per-write id unless given a
+filename provider, so a rerun would add files instead of recognizing them. ActorPool alone
+does not resubmit a call whose actor died, so the actors are created with `max_restarts` and
+`max_task_retries`: Ray restarts a dead actor and retries its call there. A retried shard has
+the same bytes and the store's writes are atomic, so a killed actor neither loses nor
+duplicates a shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Iterator, Protocol
+
+import ray
+import torch
+from ray.util import ActorPool
+
+from ganray.generation.manifest import ShardRecord, part_key
+from ganray.storage import Store
+
+log = logging.getLogger(__name__)
+
+RESTARTS = 4  # actor restarts (and call retries) before a shard is reported failed
+
+
+class Renderer(Protocol):
+    def render(self, s: int) -> tuple[bytes, ShardRecord]: ...
+
+
+def store_shard(renderer: Renderer, store: Store, s: int) -> ShardRecord:
+    """Render shard s and store it, then its record: a record never points at a missing shard."""
+    data, record = renderer.render(s)
+    store.write_bytes(record.url, data, sha256=record.sha256)
+    store.write_bytes(part_key(record.url), record.to_json())
+    return record
+
+
+@ray.remote
+class ShardActor:
+    """Builds its renderer (loads the generator or the dataset) once, then writes shards."""
+
+    def __init__(self, factory: Callable[[torch.device], Renderer], store: Store, threads: int) -> None:
+        from ganray.log import setup_logging
+
+        setup_logging()
+        torch.set_num_threads(threads)
+        device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
+        self.renderer, self.store = factory(device), store
+
+    def write(self, s: int) -> ShardRecord:
+        return store_shard(self.renderer, self.store, s)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def actor_name(tag: str, i: int) -> str:
+    return f"ganray-shards-{tag}-{i}"
+
+
+def run_pool(
+    factory: Callable[[torch.device], Renderer],
+    store: Store,
+    shards: list[int],
+    num_actors: int,
+    cpus: float,
+    gpus: float,
+    tag: str,
+) -> Iterator[ShardRecord]:
+    """Records of the given shards as they finish (in completion order)."""
+    if not shards:
+        return
+    factory_ref = ray.put(factory)
+    threads = max(1, int(cpus))
+    actors: list[Any] = [
+        ShardActor.options(
+            name=actor_name(tag, i), num_cpus=cpus, num_gpus=gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS,
+        ).remote(factory_ref, store, threads)
+        for i in range(min(num_actors, len(shards)))
+    ]
+    log.info("writing %d shards with %d actors", len(shards), len(actors))
+    try:
+        yield from ActorPool(actors).map_unordered(lambda a, s: a.write.remote(s), shards)
+    finally:
+        for a in actors:
+            ray.kill(a, no_restart=True)
