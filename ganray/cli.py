@@ -43,16 +43,17 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
     if out.results is None:
         print(
             f"ganray tune: interrupted with {out.finished} of {out.total} trials finished; "
-            f"run the same command again to resume the sweep in {out.sweep_dir}",
+            f"run the same command again to resume the sweep in {out.uri}",
             file=sys.stderr,
         )
         return 130
     r = out.results
     print((out.sweep_dir / "results.md").read_text())
     print(f"best {r.metric}:     {r.best.fid:.4g} (trial {r.best.trial}, step {r.best.fid_step})")
-    print(f"best config:     {r.best_config}")
-    print(f"generator:       {r.generator}")
-    print(f"results:         {', '.join(str(p) for p in r.files.values())}")
+    print(f"sweep:           {out.uri}")
+    print(f"best config:     {out.uri}/{r.best_config.name}")
+    print(f"generator:       {out.uri}/{r.generator.name}")
+    print(f"results:         {', '.join(p.name for p in r.files.values())}")
     return 0
 
 

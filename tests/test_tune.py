@@ -18,6 +18,7 @@ from conftest import CACHE_DIR, tiny_config
 from ganray.cli import main
 from ganray.config import load_config
 from ganray.errors import GanrayError
+from ganray.storage import open_store
 from ganray.training.export import load_generator
 from ganray.training.sampling import sample_balanced
 from ganray.tuning.sweep import check_sweep, run_sweep
@@ -177,10 +178,36 @@ def test_cli_bad_space_exits_2_and_writes_nothing(tmp_path, capsys):
 
 
 def test_a_changed_config_does_not_resume_an_old_sweep(tmp_path):
-    from ganray.tuning.sweep import _prepare_sweep_dir
+    from ganray.tuning.sweep import _prepare_sweep_dir, sweep_location
 
     cfg = sweep_config(tmp_path, "changed")
-    assert _prepare_sweep_dir(tmp_path / "changed", cfg) is False
-    assert _prepare_sweep_dir(tmp_path / "changed", cfg) is True
+    assert _prepare_sweep_dir(sweep_location(cfg), cfg) is False
+    assert _prepare_sweep_dir(sweep_location(cfg), cfg) is True
+    other = sweep_config(tmp_path, "changed", "train.steps=50")
     with pytest.raises(GanrayError, match="holds a sweep with a different config"):
-        _prepare_sweep_dir(tmp_path / "changed", sweep_config(tmp_path, "changed", "train.steps=50"))
+        _prepare_sweep_dir(sweep_location(other), other)
+
+
+def test_a_sweep_on_s3_writes_its_results_there_and_resumes(tmp_path, ray_local, s3, monkeypatch):
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    bucket = s3.create_bucket("ganray-sweeps")
+    root = f"s3://{bucket}/{tmp_path.name}"
+    cfg = tiny_config(tmp_path, *sweep_overrides(tmp_path, "s3sweep", "tune.num_samples=2", "tune.scheduler=fifo",
+                                                 "train.steps=20", f"storage.runs_dir={root}"))
+    out = run_sweep(cfg)
+    assert out.uri == f"{root}/s3sweep" and out.results is not None
+    store = open_store(out.uri)
+    keys = {o.key for o in store.list()}
+    for key in ("config.yaml", "results.csv", "results.md", "best_config.yaml", "fid_vs_steps.png",
+                "generator/generator.json", "generator/generator.safetensors"):
+        assert key in keys, key
+    assert any(k.startswith("tune/") and "/checkpoint_" in k for k in keys)  # Tune's own checkpoints live on S3 too
+    local = tmp_path / "downloaded"
+    for name in ("generator.json", "generator.safetensors"):
+        store.download_file(f"generator/{name}", local / name)
+    assert load_generator(local).info["metrics"]["fid_domain"] == pytest.approx(out.results.best.fid)
+    # A rerun restores the finished experiment from S3 and trains nothing more.
+    again = run_sweep(cfg)
+    assert [r.trial for r in again.results.rows] == [r.trial for r in out.results.rows]
+    assert [r.curve for r in again.results.rows] == [r.curve for r in out.results.rows]

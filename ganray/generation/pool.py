@@ -8,12 +8,18 @@ does not resubmit a call whose actor died, so the actors are created with `max_r
 `max_task_retries`: Ray restarts a dead actor and retries its call there. A retried shard has
 the same bytes and the store's writes are atomic, so a killed actor neither loses nor
 duplicates a shard.
+
+Each actor takes two calls at once (`max_concurrency=2`, listed twice in the pool): one renders
+while the other stores its finished shard, so uploads and fsyncs hide behind the next shard's
+forward pass. A lock keeps rendering one at a time, so the actor's CPU budget holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from typing import Any, Callable, Iterator, Protocol
 
 import ray
@@ -32,9 +38,10 @@ class Renderer(Protocol):
     def render(self, s: int) -> tuple[bytes, ShardRecord]: ...
 
 
-def store_shard(renderer: Renderer, store: Store, s: int) -> ShardRecord:
+def store_shard(renderer: Renderer, store: Store, s: int, lock: threading.Lock | None = None) -> ShardRecord:
     """Render shard s and store it, then its record: a record never points at a missing shard."""
-    data, record = renderer.render(s)
+    with lock or contextlib.nullcontext():
+        data, record = renderer.render(s)
     store.write_bytes(record.url, data, sha256=record.sha256)
     store.write_bytes(part_key(record.url), record.to_json())
     return record
@@ -51,9 +58,10 @@ class ShardActor:
         torch.set_num_threads(threads)
         device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
         self.renderer, self.store = factory(device), store
+        self.render_lock = threading.Lock()
 
     def write(self, s: int) -> ShardRecord:
-        return store_shard(self.renderer, self.store, s)
+        return store_shard(self.renderer, self.store, s, self.render_lock)
 
     def pid(self) -> int:
         return os.getpid()
@@ -80,12 +88,13 @@ def run_pool(
     actors: list[Any] = [
         ShardActor.options(
             name=actor_name(tag, i), num_cpus=cpus, num_gpus=gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS,
+            max_concurrency=2,
         ).remote(factory_ref, store, threads)
         for i in range(min(num_actors, len(shards)))
     ]
     log.info("writing %d shards with %d actors", len(shards), len(actors))
     try:
-        yield from ActorPool(actors).map_unordered(lambda a, s: a.write.remote(s), shards)
+        yield from ActorPool([a for a in actors for _ in range(2)]).map_unordered(lambda a, s: a.write.remote(s), shards)
     finally:
         for a in actors:
             ray.kill(a, no_restart=True)

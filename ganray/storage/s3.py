@@ -414,3 +414,18 @@ def count_requests(store: S3Store) -> Iterator[RequestCounter]:
         yield counter
     finally:
         client.meta.events.unregister("before-call.s3", counter._on_call)
+
+
+def arrow_filesystem(endpoint_url: str | None, region: str | None) -> Any:
+    """A pyarrow S3 filesystem for libraries that take one (Ray Tune's storage), same endpoint rules.
+
+    Credentials stay with the AWS SDK's default chain on every node; none are passed here.
+    """
+    import pyarrow.fs
+
+    custom = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs: dict[str, Any] = {"region": region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if custom:
+        scheme, _, host = custom.partition("://")
+        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme, force_virtual_addressing=False)
+    return pyarrow.fs.S3FileSystem(**kwargs)

@@ -1,6 +1,6 @@
 """A Ray Tune sweep over the training loop, minimizing FID; resumes an interrupted sweep in place.
 
-The sweep directory (`storage.runs_dir/storage.run_name`) holds the sweep's `config.yaml`, Ray
+The sweep directory (`storage.runs_dir/storage.run_name`, a local path or an s3:// prefix) holds the sweep's `config.yaml`, Ray
 Tune's experiment under `tune/`, and the results that `ganray.tuning.results` writes. Running
 the same command again restores the experiment with `Tuner.restore`: finished trials are kept
 as they are, unfinished and errored ones resume from their last checkpoint.
@@ -9,12 +9,15 @@ as they are, unfinished and errored ones resume from their last checkpoint.
 from __future__ import annotations
 
 import logging
-import os
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ganray.config import Config, dump_config, load_config
+import yaml
+
+from ganray.config import Config, dump_config
 from ganray.data import load_splits
 from ganray.data.base import Splits
 from ganray.errors import GanrayError
@@ -22,7 +25,7 @@ from ganray.metrics.evaluator import build_evaluator, domain_payload, prepare_do
 from ganray.metrics.extractors import inception
 from ganray.metrics.fidelity import MIN_SAMPLES
 from ganray.models import build_models
-from ganray.training.run_dir import resolve_run_dir
+from ganray.storage import Store, arrow_filesystem, is_s3, open_store, parse_s3_uri
 from ganray.tuning.results import SweepResults, summarize
 from ganray.tuning.space import Dist, parse_space, to_ray
 from ganray.tuning.trial import TIME_ATTR, objective, run_trial, trial_config
@@ -38,7 +41,8 @@ _SHAPE_SECTIONS = ("model", "data")
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    sweep_dir: Path
+    sweep_dir: Path  # the local sweep dir (for an S3 sweep: the staging dir its results were uploaded from)
+    uri: str
     results: SweepResults | None  # None when the sweep was interrupted
     finished: int
     total: int
@@ -111,28 +115,63 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _prepare_sweep_dir(sweep_dir: Path, cfg: Config) -> bool:
-    """Create the sweep dir or check it holds this same sweep; True when it does (resume)."""
-    cfg_path = sweep_dir / "config.yaml"
-    if cfg_path.is_file():
-        try:
-            old = load_config(cfg_path)
-        except GanrayError as e:
-            raise GanrayError(f"sweep dir {str(sweep_dir)!r} holds an unreadable config.yaml ({e}); choose another storage.run_name") from None
-        if old.fingerprint(*_SWEEP_SECTIONS) != cfg.fingerprint(*_SWEEP_SECTIONS):
-            raise GanrayError(
-                f"sweep dir {str(sweep_dir)!r} holds a sweep with a different config; resume it with its own "
-                "config.yaml or choose another storage.run_name"
-            )
-        return True
+@dataclass(frozen=True)
+class SweepLocation:
+    """Where a sweep lives: a local directory or an S3 prefix, for ganray's store and for Ray Tune."""
+
+    uri: str
+    store: Store
+    tune_path: str  # Tune's storage_path: the directory, or "bucket/prefix" with `filesystem`
+    filesystem: Any | None
+    local: Path  # where results are written: the sweep dir itself, or a staging dir uploaded after
+
+    @property
+    def experiment(self) -> str:
+        return f"{self.tune_path}/{EXPERIMENT}"
+
+    def publish(self) -> None:
+        """Copy the staged results to S3 (a no-op for local sweeps); generator.json last, after its weights."""
+        if self.local == Path(self.uri):
+            return
+        for path in sorted((p for p in self.local.rglob("*") if p.is_file()), key=lambda p: (p.name == "generator.json", p)):
+            self.store.upload_file(path, path.relative_to(self.local).as_posix())
+
+
+def sweep_location(cfg: Config) -> SweepLocation:
+    name = cfg.storage.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = cfg.storage.runs_dir
+    if is_s3(root):
+        uri = f"{root.rstrip('/')}/{name}"
+        bucket, prefix = parse_s3_uri(uri)
+        store = open_store(uri, cfg.storage)
+        store.check_writable()
+        fs = arrow_filesystem(cfg.storage.endpoint_url, cfg.storage.region)
+        return SweepLocation(uri, store, f"{bucket}/{prefix}", fs, Path(tempfile.mkdtemp(prefix="ganray-sweep-")))
+    d = Path(root).expanduser().resolve() / name
     try:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise GanrayError(f"cannot create sweep dir {str(sweep_dir)!r} ({e.strerror}); choose a writable storage.runs_dir") from None
-    tmp = cfg_path.with_suffix(".yaml.tmp")
-    tmp.write_text(dump_config(cfg))
-    os.replace(tmp, cfg_path)
-    return False
+        raise GanrayError(f"cannot create sweep dir {str(d)!r} ({e.strerror}); choose a writable storage.runs_dir") from None
+    return SweepLocation(str(d), open_store(str(d)), str(d), None, d)
+
+
+def _prepare_sweep_dir(loc: SweepLocation, cfg: Config) -> bool:
+    """Record the sweep's config, or check the location holds this same sweep; True when it does (resume)."""
+    try:
+        text = loc.store.read_bytes("config.yaml").decode()
+    except FileNotFoundError:
+        loc.store.write_bytes("config.yaml", dump_config(cfg).encode())
+        return False
+    try:
+        old = Config.model_validate(yaml.safe_load(text))
+    except Exception as e:  # noqa: BLE001 - any unreadable config means the same to the user
+        raise GanrayError(f"sweep dir {loc.uri!r} holds an unreadable config.yaml ({type(e).__name__}); choose another storage.run_name") from None
+    if old.fingerprint(*_SWEEP_SECTIONS) != cfg.fingerprint(*_SWEEP_SECTIONS):
+        raise GanrayError(
+            f"sweep dir {loc.uri!r} holds a sweep with a different config; resume it with its own "
+            "config.yaml or choose another storage.run_name"
+        )
+    return True
 
 
 def _prepare_evaluation(cfg: Config, splits: Splits) -> tuple[dict | None, dict[str, float]]:
@@ -163,17 +202,17 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     for key, dist in dists.items():  # every architecture the space can pick must build for this data
         for value in dist.probes() if key.startswith("model.") else []:
             build_models(trial_config(cfg, {key: value}).model, splits.train.shape, splits.train.num_classes)
-    sweep_dir = resolve_run_dir(cfg, prefix="sweep")
-    resuming = _prepare_sweep_dir(sweep_dir, cfg)
+    loc = sweep_location(cfg)
+    resuming = _prepare_sweep_dir(loc, cfg)
     domain, reference = _prepare_evaluation(cfg, splits)
     metric = objective(cfg)
     ensure_ray(cfg.ray)
     resources = {"cpu": cfg.ray.cpus_per_worker, "gpu": cfg.tune.gpus_per_trial if cfg.ray.use_gpu else 0}
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=cfg.model_dump(), domain=domain), resources)
-    experiment = sweep_dir / EXPERIMENT
-    if resuming and tune.Tuner.can_restore(str(experiment)):
-        log.info("resuming the sweep in %s", experiment)
-        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+    fs = loc.filesystem
+    if resuming and tune.Tuner.can_restore(loc.experiment, storage_filesystem=fs):
+        log.info("resuming the sweep in %s", loc.uri)
+        tuner = tune.Tuner.restore(loc.experiment, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=fs)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -189,7 +228,8 @@ def run_sweep(cfg: Config) -> SweepOutcome:
             ),
             run_config=tune.RunConfig(
                 name=EXPERIMENT,
-                storage_path=str(sweep_dir),
+                storage_path=loc.tune_path,
+                storage_filesystem=fs,
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=cfg.train.keep_checkpoints,
                     checkpoint_score_attribute=metric,
@@ -201,16 +241,18 @@ def run_sweep(cfg: Config) -> SweepOutcome:
         )
     log.info(
         "sweep of %d trials (%s, %s search) over %s into %s",
-        cfg.tune.num_samples, cfg.tune.scheduler, cfg.tune.search, ", ".join(dists), sweep_dir,
+        cfg.tune.num_samples, cfg.tune.scheduler, cfg.tune.search, ", ".join(dists), loc.uri,
     )
     grid = tuner.fit()
-    finished = _finished_trials(experiment)
+    finished = _finished_trials(loc.experiment, fs)
     if finished < cfg.tune.num_samples:
-        return SweepOutcome(sweep_dir, None, finished, cfg.tune.num_samples)
-    return SweepOutcome(sweep_dir, summarize(cfg, grid, sweep_dir, reference), finished, len(grid))
+        return SweepOutcome(loc.local, loc.uri, None, finished, cfg.tune.num_samples)
+    results = summarize(cfg, grid, loc.local, reference)
+    loc.publish()
+    return SweepOutcome(loc.local, loc.uri, results, finished, len(grid))
 
 
-def _finished_trials(experiment: Path) -> int:
+def _finished_trials(experiment: str, fs: Any | None) -> int:
     """Trials the saved experiment state records as done (stopped or errored).
 
     Read from disk because, after Ctrl-C, the in-memory grid marks the trials it stopped as
@@ -218,4 +260,4 @@ def _finished_trials(experiment: Path) -> int:
     """
     from ray.tune import ExperimentAnalysis
 
-    return sum(t.status in ("TERMINATED", "ERROR") for t in ExperimentAnalysis(str(experiment)).trials)
+    return sum(t.status in ("TERMINATED", "ERROR") for t in ExperimentAnalysis(experiment, storage_filesystem=fs).trials)

@@ -1,0 +1,1 @@
+"""Synthetic and augmented datasets: deterministic shards written by a Ray actor pool (DESIGN.md)."""
