@@ -220,3 +220,23 @@ def test_bad_outputs_are_one_line_errors(tmp_path, ray_local, generator_dir, s3,
     # Proportions must match the classes.
     code, err = _cli(capsys, *base, "--out", str(tmp_path / "p"), "--set", "generate.classes=[1, 2]")
     assert code == 2 and "one per class" in err
+
+
+def test_our_tar_writer_matches_tarfile_byte_for_byte():
+    from ganray.generation.shard import MTIME, Sample, encode_png, shard_bytes
+
+    samples = [Sample(f"000003_{i:06d}", np.full((1, 6, 6), 40 * i, np.uint8), i % 3, {"i": i, "name": "é"}) for i in range(7)]
+    members = []
+    for s in samples:
+        members += [
+            (f"{s.key}.cls", str(s.label).encode()),
+            (f"{s.key}.json", json.dumps(s.meta, sort_keys=True, separators=(",", ":")).encode()),
+            (f"{s.key}.png", encode_png(s.image)),
+        ]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), MTIME, 0o644, 0, 0, "", ""
+            tar.addfile(info, io.BytesIO(data))
+    assert shard_bytes(samples) == buf.getvalue()
