@@ -81,3 +81,22 @@ def s3():
     server = start_s3_server()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def aws_env(s3, monkeypatch, tmp_path):
+    """Only the test server's credentials and endpoint in the env; no ~/.aws files, no instance metadata.
+
+    Tests of missing credentials delete AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from here.
+    """
+    for k in list(os.environ):
+        if k.startswith("AWS_"):
+            monkeypatch.delenv(k)
+    empty = tmp_path / "aws-empty-config"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    return s3

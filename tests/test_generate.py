@@ -107,9 +107,8 @@ def test_proportions_and_quality_filter_are_recorded(tmp_path, ray_local, genera
     assert all(meta["confidence"] >= 0.3 for meta in metas)
 
 
-def test_s3_rerun_writes_nothing_and_deleted_shards_alone_are_rewritten(tmp_path, ray_local, generator_dir, s3, monkeypatch):
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
+def test_s3_rerun_writes_nothing_and_deleted_shards_alone_are_rewritten(tmp_path, ray_local, generator_dir, aws_env):
+    s3 = aws_env
     bucket = s3.create_bucket("ganray-gen")
     uri = f"s3://{bucket}/{tmp_path.name}/out"
     cfg = gen_config(tmp_path, uri, "generate.num_actors=2")
@@ -191,7 +190,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().err.strip()
 
 
-def test_bad_outputs_are_one_line_errors(tmp_path, ray_local, generator_dir, s3, monkeypatch, capsys):
+def test_bad_outputs_are_one_line_errors(tmp_path, ray_local, generator_dir, aws_env, monkeypatch, capsys):
     base = ["generate", "--generator", str(generator_dir), "--set", f"generate.num_samples={N}", "--set", f"storage.runs_dir={tmp_path}"]
     # A foreign manifest: same place, other seed.
     assert _cli(capsys, *base, "--out", str(tmp_path / "o"))[0] == 0
@@ -204,19 +203,12 @@ def test_bad_outputs_are_one_line_errors(tmp_path, ray_local, generator_dir, s3,
     code, err = _cli(capsys, *base, "--out", str(tmp_path / "file" / "o"))
     assert code == 2 and "cannot write" in err and len(err.splitlines()) == 1
     # Missing bucket, then no credentials.
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
     code, err = _cli(capsys, *base, "--out", "s3://no-such-bucket-x/o")
     assert code == 2 and "does not exist" in err and len(err.splitlines()) == 1
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(k)
-    empty = tmp_path / "empty"
-    empty.write_text("")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    code, err = _cli(capsys, *base, "--out", f"s3://{s3.create_bucket('ganray-gen')}/nocreds")
-    assert code == 2 and "credentials" in err and s3.secret_key not in err and len(err.splitlines()) == 1
+    code, err = _cli(capsys, *base, "--out", f"s3://{aws_env.create_bucket('ganray-gen')}/nocreds")
+    assert code == 2 and "credentials" in err and aws_env.secret_key not in err and len(err.splitlines()) == 1
     # Proportions must match the classes.
     code, err = _cli(capsys, *base, "--out", str(tmp_path / "p"), "--set", "generate.classes=[1, 2]")
     assert code == 2 and "one per class" in err

@@ -40,23 +40,7 @@ def bucket(s3) -> str:
 
 
 @pytest.fixture
-def aws_env(s3, bucket, monkeypatch, tmp_path):
-    """Only the test server's credentials and endpoint in the env; no ~/.aws files, no instance metadata."""
-    for k in list(os.environ):
-        if k.startswith("AWS_"):
-            monkeypatch.delenv(k)
-    empty = tmp_path / "aws-empty-config"
-    empty.write_text("")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
-    return s3
-
-
-@pytest.fixture
-def s3_store(aws_env) -> S3Store:
+def s3_store(aws_env, bucket) -> S3Store:
     store = open_store(f"s3://{BUCKET}/t-{uuid.uuid4().hex[:10]}/", StorageConfig(max_attempts=2))
     assert isinstance(store, S3Store)
     return store

@@ -188,10 +188,8 @@ def test_a_changed_config_does_not_resume_an_old_sweep(tmp_path):
         _prepare_sweep_dir(sweep_location(other), other)
 
 
-def test_a_sweep_on_s3_writes_its_results_there_and_resumes(tmp_path, ray_local, s3, monkeypatch):
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
-    bucket = s3.create_bucket("ganray-sweeps")
+def test_a_sweep_on_s3_writes_its_results_there_and_resumes(tmp_path, ray_local, aws_env):
+    bucket = aws_env.create_bucket("ganray-sweeps")
     root = f"s3://{bucket}/{tmp_path.name}"
     cfg = tiny_config(tmp_path, *sweep_overrides(tmp_path, "s3sweep", "tune.num_samples=2", "tune.scheduler=fifo",
                                                  "train.steps=20", f"storage.runs_dir={root}"))
