@@ -218,7 +218,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "demo": (
         cmd_demo,
-        "the README's main job: train the conditional DCGAN on the embedded digits, evaluate, show the results",
+        "the README's main job, the whole pipeline: train on the embedded digits, evaluate and report, generate shards, summarize",
         {"storage.run_name": "demo"},
         None,
     ),

@@ -1,52 +1,64 @@
-"""The README's main job: the pipeline stages run in order on one config, with a short summary."""
+"""The README's main job: the whole pipeline on one config, then a short summary of where things are.
+
+train (Ray Train DDP, evaluated as it goes) -> report (final evaluation, train-on-synthetic,
+coverage, low-data study) -> generate (labelled WebDataset shards + manifest). Every stage is
+the same code the CLI subcommands run, and each resumes or skips what is already done.
+"""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from ganray.config import Config
-from ganray.data import load_splits
-from ganray.metrics.utility import tstr
-from ganray.metrics.names import headline
+from ganray.generation.jobs import generate
+from ganray.reporting.report import build_report
 from ganray.training.export import load_generator
 from ganray.training.ray_train import train_with_ray
 from ganray.training.run_dir import read_metrics
 
 
+def shards_out(cfg: Config, run_dir: Path) -> Config:
+    """Shards go to generate.out, or by default next to the run, in <run>/shards."""
+    if cfg.generate.out:
+        return cfg
+    return cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"out": str(run_dir / "shards")})})
+
+
 def run_demo(cfg: Config) -> str:
-    """Train (Ray Train, DDP, evaluated as it goes), then ask whether the samples help a classifier."""
     start = time.perf_counter()
-    out = train_with_ray(cfg)
-    metrics = read_metrics(out.run_dir)
-    last = metrics[-1] if metrics else {}
-    scores = headline(last)
-    splits = load_splits(cfg.data)
-    G = load_generator(out.generator).G if out.generator is not None else None
-    utility = None
-    if G is not None and G.num_classes:
-        utility = tstr(G, splits.train, splits.test, cfg.eval.report_samples, cfg.eval.report_seeds[:1], cfg.eval.classifier_steps)
-    samples = sorted((out.run_dir / "samples").glob("step_*.png"))
+    trained = train_with_ray(cfg)
+    t_train = time.perf_counter() - start
+    report_dir = build_report(cfg, trained.run_dir)
+    report = json.loads((report_dir / "report.json").read_text())
+    t_report = time.perf_counter() - start - t_train
+    cfg = shards_out(cfg, trained.run_dir)
+    shards = generate(cfg, load_generator(trained.generator))
+    t_generate = time.perf_counter() - start - t_train - t_report
+    last = (read_metrics(trained.run_dir) or [{}])[-1]
+    fid, cas, m = report["fidelity"], report["train_on_synthetic"], shards.manifest
+    low = report["low_data"]
     lines = [
         "",
         f"ganray demo: {cfg.model.arch} on {cfg.data.source}, {cfg.ray.num_workers} Ray Train workers, "
-        f"{last.get('step', 0)} steps in {time.perf_counter() - start:.0f} s"
-        + (" (resumed)" if out.resumed else ""),
-        f"  final losses      D {last.get('loss_d', float('nan')):.3f}   G {last.get('loss_g', float('nan')):.3f}"
-        f"   throughput {last.get('img_per_s', 0):.0f} img/s",
-        f"  run directory     {out.run_dir}",
-        f"  latest checkpoint {out.checkpoint}",
-        f"  sample grid       {samples[-1] if samples else '-'}   (one row per class)",
-        f"  metrics           {out.run_dir / 'metrics.jsonl'}",
-        f"  exported generator {out.generator}",
+        f"{last.get('step', 0)} steps" + (" (resumed)" if trained.resumed else "")
+        + f"; {time.perf_counter() - start:.0f} s (train {t_train:.0f}, report {t_report:.0f}, generate {t_generate:.0f})",
+        f"  sample quality ({fid['num_samples']} samples, {fid['extractor']} features; lower FID/KID is better)",
+        *[f"    {k:<18} {v:.4g}" for k, v in sorted(fid["metrics"].items()) if not k.endswith("_std") and k != "eval_seconds"],
+        f"  train on synthetic, test on real ({cas['n_synthetic']} synthetic vs {cas['n_real']} real images, "
+        f"seeds {report['seeds']['classifier']}):",
+        f"    real-data accuracy      {cas['real']['mean']:.4f}",
+        f"    synthetic-data accuracy {cas['synthetic']['mean']:.4f}   ({cas['ratio']:.3f}x of real)",
+        *[f"    real {float(f):.0%} + synthetic    {g['real_plus_synthetic']['mean']:.4f} vs {g['real_only']['mean']:.4f} real only"
+          for f, g in low.items()],
+        f"  per-class coverage      {report['coverage']['overall']:.3f}",
+        f"  synthetic dataset       {len(m['shardlist'])} shards, {m['num_samples']} labelled samples in {shards.uri}",
+        "",
+        f"  run directory      {trained.run_dir}   (config.yaml, metrics.jsonl, checkpoints/)",
+        f"  sample grids       {trained.run_dir / 'samples'}   (one row per class)",
+        f"  exported generator {trained.generator}",
+        f"  report             {report_dir / 'report.md'}   (+ report.json, figures)",
+        f"  shards + manifest  {shards.uri.rstrip('/')}/manifest.json",
     ]
-    if scores:
-        lines.append(f"  sample quality    ({cfg.eval.num_samples} samples, {cfg.eval.extractor} features; lower FID/KID is better)")
-        lines.extend(f"    {k:<17} {v:.4g}" for k, v in sorted(scores.items()))
-    if utility is not None:
-        lines += [
-            f"  train on synthetic, test on real ({utility['n_synthetic']} synthetic vs {utility['n_real']} real images, seed {cfg.eval.report_seeds[0]}):",
-            f"    real-data accuracy      {utility['real']['mean']:.4f}",
-            f"    synthetic-data accuracy {utility['synthetic']['mean']:.4f}   ({utility['ratio']:.3f}x of real)",
-        ]
-    lines.append(f"  full utility report: ganray report --config <same config>   (or --run {out.run_dir})")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -78,13 +79,14 @@ def test_console_script_help_and_exit_code(tmp_path):
     assert bad.stderr.strip() == "ganray train: error: --set ray.bogus: unknown config key 'ray.bogus'; see README, Configuration"
 
 
-def test_demo_trains_evaluates_and_compares_with_real_data(capsys, tmp_path, ray_local):
+def test_demo_runs_the_whole_pipeline_and_summarizes_it(capsys, tmp_path, ray_local):
     from conftest import CACHE_DIR
 
     sets = [
         f"storage.runs_dir={tmp_path}", f"storage.cache_dir={CACHE_DIR}", "train.steps=10", "model.width=0.25",
         "train.batch_size=32", "ray.num_workers=1", "eval.every=10", "eval.num_samples=100",
-        "eval.report_samples=100", "eval.classifier_steps=20",
+        "eval.report_samples=100", "eval.classifier_steps=20", "eval.report_seeds=[0]", "eval.report_fractions=[1.0]",
+        "generate.num_samples=250", "generate.shard_size=100", "generate.num_actors=1",
     ]
     assert main(["demo", *[a for s in sets for a in ("--set", s)]]) == 0
     out = capsys.readouterr().out
@@ -94,4 +96,10 @@ def test_demo_trains_evaluates_and_compares_with_real_data(capsys, tmp_path, ray
     ratio = float(out.split("x of real")[0].rsplit("(", 1)[1])
     assert 0 < synth <= 1 and 0 < real <= 1
     assert ratio == pytest.approx(synth / real, abs=2e-3)
-    assert (tmp_path / "demo" / "generator" / "generator.json").is_file()
+    run = tmp_path / "demo"
+    assert "3 shards, 250 labelled samples" in out and str(run / "shards") in out
+    manifest = json.loads((run / "shards" / "manifest.json").read_text())
+    assert manifest["num_samples"] == 250 and len(manifest["shardlist"]) == 3
+    report = json.loads((run / "report" / "report.json").read_text())
+    assert report["train_on_synthetic"]["ratio"] == pytest.approx(ratio, abs=2e-3)
+    assert (run / "generator" / "generator.json").is_file() and (run / "report" / "report.md").is_file()

@@ -232,3 +232,10 @@ def test_our_tar_writer_matches_tarfile_byte_for_byte():
             info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), MTIME, 0o644, 0, 0, "", ""
             tar.addfile(info, io.BytesIO(data))
     assert shard_bytes(samples) == buf.getvalue()
+
+
+def test_a_run_and_its_exported_generator_have_one_fingerprint(generator_dir):
+    from ganray.training.export import load_run_generator
+
+    exported, run = load_generator(generator_dir), load_run_generator(generator_dir.parent)
+    assert exported.fingerprint == run.fingerprint and len(run.fingerprint) == 16

@@ -124,7 +124,7 @@ def test_s3_records_sha256_and_stat_reads_it_from_a_head(s3_store: S3Store, s3):
     assert s3_store.uri("shard-000001.tar") == f"s3://{BUCKET}/{s3_store.prefix}/shard-000001.tar"
 
 
-def test_s3_prefix_does_not_leak_into_sibling_prefixes(aws_env):
+def test_s3_prefix_does_not_leak_into_sibling_prefixes(aws_env, bucket):
     base = f"s3://{BUCKET}/p-{uuid.uuid4().hex[:8]}"
     a, ab = open_store(f"{base}/a"), open_store(f"{base}/ab")
     a.write_bytes("x", b"1")
@@ -133,7 +133,7 @@ def test_s3_prefix_does_not_leak_into_sibling_prefixes(aws_env):
     assert [(o.key, o.size) for o in open_store(base).list()] == [("a/x", 1), ("ab/x", 2)]
 
 
-def test_endpoint_from_config_instead_of_env(aws_env, monkeypatch):
+def test_endpoint_from_config_instead_of_env(aws_env, bucket, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     cfg = load_config(None, [f"storage.endpoint_url={aws_env.endpoint}", "storage.region=us-east-1"])
     store = open_store(f"s3://{BUCKET}/cfg-{uuid.uuid4().hex[:8]}", cfg.storage)
@@ -322,7 +322,7 @@ def test_unwritable_local_path(tmp_path):
     one_line(e)
 
 
-def test_missing_bucket(aws_env):
+def test_missing_bucket(aws_env, bucket):
     store = open_store("s3://no-such-bucket-here/runs", StorageConfig(max_attempts=1))
     expected = "bucket 'no-such-bucket-here' does not exist; create it or fix the s3:// URI"
     with pytest.raises(GanrayError) as e:
@@ -333,7 +333,7 @@ def test_missing_bucket(aws_env):
     assert one_line(e) == expected
 
 
-def test_no_credentials(aws_env, monkeypatch):
+def test_no_credentials(aws_env, bucket, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     store = open_store(f"s3://{BUCKET}/runs", StorageConfig(max_attempts=1))
@@ -342,7 +342,7 @@ def test_no_credentials(aws_env, monkeypatch):
     one_line(e)
 
 
-def test_wrong_secret(aws_env, monkeypatch):
+def test_wrong_secret(aws_env, bucket, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
     store = open_store(f"s3://{BUCKET}/runs", StorageConfig(max_attempts=1))
     with pytest.raises(GanrayError, match=r"access to s3://ganray-test/runs denied \(HTTP 403\); check") as e:
@@ -353,7 +353,7 @@ def test_wrong_secret(aws_env, monkeypatch):
     one_line(e)
 
 
-def test_unknown_access_key(aws_env, monkeypatch):
+def test_unknown_access_key(aws_env, bucket, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobodyknowsme")
     store = open_store(f"s3://{BUCKET}/runs", StorageConfig(max_attempts=1))
     with pytest.raises(GanrayError, match="does not know the access key used for s3://ganray-test/runs/x") as e:
@@ -361,7 +361,7 @@ def test_unknown_access_key(aws_env, monkeypatch):
     one_line(e)
 
 
-def test_unreachable_endpoint(aws_env, monkeypatch):
+def test_unreachable_endpoint(aws_env, bucket, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     url = f"http://127.0.0.1:{closed_port()}"
     store = open_store(f"s3://{BUCKET}/runs", StorageConfig(endpoint_url=url, max_attempts=1))
@@ -370,9 +370,10 @@ def test_unreachable_endpoint(aws_env, monkeypatch):
     one_line(e)
 
 
-def test_secret_never_in_messages_or_logs(aws_env, monkeypatch, caplog, tmp_path):
+def test_secret_never_in_messages_or_logs(aws_env, bucket, monkeypatch, caplog, tmp_path):
     secret = aws_env.secret_key
-    caplog.set_level(logging.DEBUG)  # botocore's debug logs included
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="botocore")  # ganray's logging setup quiets it to WARNING
     messages = []
     store = open_store(f"s3://{BUCKET}/leak-{uuid.uuid4().hex[:6]}", StorageConfig(max_attempts=1))
     store.write_bytes("ok", b"ok")

@@ -6,6 +6,7 @@ statistics are recalibrated before export, so the exported weights sample correc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -39,7 +40,16 @@ class LoadedGenerator:
 
     @property
     def fingerprint(self) -> str:
-        return self.info["weights_sha256"][:16]
+        """A hash of the weights themselves, so a run's checkpoint and its export have the same one."""
+        return weights_fingerprint(self.G)
+
+
+def weights_fingerprint(G: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(G.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _generator_from(meta: dict[str, Any], state: dict) -> nn.Module:
