@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -43,15 +46,35 @@ def head(tmp_path_factory):
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_TRAIN_V2_ENABLED="1", PYTHONUNBUFFERED="1")
     gcs, dash, client, agent_grpc, agent_http, metrics, runtime_env, node_mgr, obj_mgr = free_ports(9)
     temp = Path("/tmp") / f"ray-e2e-{uuid.uuid4().hex[:6]}"  # short: Ray's socket paths have a length limit
-    _ray(env, "start", "--head", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
+    # `--block` keeps this head's processes under one process group that teardown can end;
+    # `ray stop` would stop every Ray on the machine, the test session's own included.
+    proc = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
          f"--port={gcs}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--ray-client-server-port={client}",
          f"--dashboard-agent-grpc-port={agent_grpc}", f"--dashboard-agent-listen-port={agent_http}",
          f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
          f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}",
-         "--min-worker-port=21000", "--max-worker-port=21999", f"--temp-dir={temp}", "--disable-usage-stats")
+         "--min-worker-port=21000", "--max-worker-port=21999", f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
     env["RAY_ADDRESS"] = f"http://127.0.0.1:{dash}"
-    yield env, root
-    _ray(env, "stop", "--force", check=False)
+    try:
+        deadline = time.monotonic() + 90
+        while _ray(env, "job", "list", timeout=60, check=False).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "the head did not come up"
+            time.sleep(1)
+        yield env, root
+    finally:
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def submit(env: dict, job: str, *args: str, timeout: int = 420) -> dict:
