@@ -48,7 +48,7 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
         )
         return 130
     r = out.results
-    print((out.sweep_dir / "results.md").read_text())
+    print(r.markdown)
     print(f"best {r.metric}:     {r.best.fid:.4g} (trial {r.best.trial}, step {r.best.fid_step})")
     print(f"sweep:           {out.uri}")
     print(f"best config:     {out.uri}/{r.best_config.name}")
@@ -68,12 +68,6 @@ def _out_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR|s3://BUCKET/PREFIX", help="output location (sets generate.out)")
 
 
-def _with_out(cfg: Config, args: argparse.Namespace) -> Config:
-    if not args.out:
-        return cfg
-    return cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"out": args.out})})
-
-
 def _print_output(out) -> None:
     m = out.manifest
     print(f"output:          {out.uri}")
@@ -84,19 +78,19 @@ def _print_output(out) -> None:
 
 
 def cmd_generate(cfg: Config, args: argparse.Namespace) -> int:
-    from ganray.generation.jobs import generate
+    from ganray.generation.jobs import generate, with_out
     from ganray.training.export import load_generator, load_run_generator
 
-    cfg = _with_out(cfg, args)
+    cfg = with_out(cfg, args.out)
     loaded = load_generator(args.generator) if args.generator else load_run_generator(_run_dir(cfg, args))
     _print_output(generate(cfg, loaded))
     return 0
 
 
 def cmd_augment(cfg: Config, args: argparse.Namespace) -> int:
-    from ganray.generation.jobs import augment
+    from ganray.generation.jobs import augment, with_out
 
-    _print_output(augment(_with_out(cfg, args)))
+    _print_output(augment(with_out(cfg, args.out)))
     return 0
 
 
@@ -129,7 +123,7 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
         from ganray.data.wds import load_shards
 
         shards = load_shards(args.shards, cfg.data.channels, cfg.storage)
-        result = evaluate_source(cfg, load_splits(cfg.data), f"shards:{args.shards}", images=shards)
+        result = evaluate_source(cfg, load_splits(cfg.data, cfg.storage), f"shards:{args.shards}", images=shards)
         result["generator_step"] = None
     else:
         if args.generator:
@@ -144,7 +138,7 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
                 f"the generator makes {'x'.join(map(str, shape))} images but data is configured for "
                 f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}; set data.channels/data.image_size to match"
             )
-        result = evaluate_source(cfg, load_splits(cfg.data), source, G=loaded.G)
+        result = evaluate_source(cfg, load_splits(cfg.data, cfg.storage), source, G=loaded.G)
         result["generator_step"] = loaded.info.get("step")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from ganray.config import Config
-from ganray.generation.jobs import generate
+from ganray.errors import GanrayError
+from ganray.generation.jobs import generate, with_out
 from ganray.reporting.report import build_report
 from ganray.training.export import load_generator
 from ganray.training.ray_train import train_with_ray
 from ganray.training.run_dir import read_metrics
-
-
-def shards_out(cfg: Config, run_dir: Path) -> Config:
-    """Shards go to generate.out, or by default next to the run, in <run>/shards."""
-    if cfg.generate.out:
-        return cfg
-    return cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"out": str(run_dir / "shards")})})
 
 
 def run_demo(cfg: Config) -> str:
@@ -33,7 +26,9 @@ def run_demo(cfg: Config) -> str:
     report_dir = build_report(cfg, trained.run_dir)
     report = json.loads((report_dir / "report.json").read_text())
     t_report = time.perf_counter() - start - t_train
-    cfg = shards_out(cfg, trained.run_dir)
+    if trained.generator is None:
+        raise GanrayError(f"training left no checkpoint in {trained.run_dir}, so there is no generator to sample; see its logs")
+    cfg = with_out(cfg, cfg.generate.out or str(trained.run_dir / "shards"))  # default: next to the run
     shards = generate(cfg, load_generator(trained.generator))
     t_generate = time.perf_counter() - start - t_train - t_report
     last = (read_metrics(trained.run_dir) or [{}])[-1]

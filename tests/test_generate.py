@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import CACHE_DIR, tiny_config
 from ganray.cli import main
 from ganray.config import DataConfig
 from ganray.data import load_splits
@@ -209,6 +209,11 @@ def test_bad_outputs_are_one_line_errors(tmp_path, ray_local, generator_dir, aws
         monkeypatch.delenv(k)
     code, err = _cli(capsys, *base, "--out", f"s3://{aws_env.create_bucket('ganray-gen')}/nocreds")
     assert code == 2 and "credentials" in err and aws_env.secret_key not in err and len(err.splitlines()) == 1
+    # An actor's own error (the filter cannot be met) reaches the user as its one line, not a Ray traceback.
+    code, err = _cli(capsys, *base, "--out", str(tmp_path / "strict"), "--set", "generate.min_confidence=0.9999",
+                     "--set", f"storage.cache_dir={CACHE_DIR}", "--set", "eval.classifier_steps=150")
+    last = err.splitlines()[-1]  # above it, only the progress bar
+    assert code == 2 and last.startswith("ganray generate: error: shard 0:") and "lower generate.min_confidence" in last
     # Proportions must match the classes.
     code, err = _cli(capsys, *base, "--out", str(tmp_path / "p"), "--set", "generate.classes=[1, 2]")
     assert code == 2 and "one per class" in err
@@ -239,3 +244,15 @@ def test_a_run_and_its_exported_generator_have_one_fingerprint(generator_dir):
 
     exported, run = load_generator(generator_dir), load_run_generator(generator_dir.parent)
     assert exported.fingerprint == run.fingerprint and len(run.fingerprint) == 16
+
+
+def test_shards_of_an_interrupted_different_run_do_not_join_the_output(tmp_path, ray_local, generator_dir):
+    loaded = load_generator(generator_dir)
+    out = tmp_path / "o"
+    generate(gen_config(tmp_path, str(out), "generate.num_actors=1"), loaded)
+    (out / "manifest.json").unlink()  # as if that run had been cut short before its manifest
+    smaller = generate(gen_config(tmp_path, str(out), "generate.num_samples=150", "generate.num_actors=1"), loaded)
+    assert smaller.written == [0, 1]  # another identity: nothing of the old run is trusted
+    assert sorted(shard_files(out)) == ["shard-000000.tar", "shard-000001.tar"]
+    assert sorted(p.name for p in (out / "_parts").iterdir()) == ["shard-000000.json", "shard-000001.json"]
+    assert len(load_shards(out)) == 150

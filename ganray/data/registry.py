@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from ganray.config import DataConfig
+from ganray.config import DataConfig, StorageConfig
 from ganray.data.base import ImageDataset, Splits, stratified_split, to_model_shape
 from ganray.data.cifar import load_cifar10_splits
 from ganray.data.digits import load_digits_splits
@@ -61,13 +61,16 @@ def _to_model(ds: ImageDataset, cfg: DataConfig) -> ImageDataset:
     return ds if images is ds.images else ImageDataset(images, ds.labels, ds.class_names)
 
 
-def load_splits(cfg: DataConfig) -> Splits:
-    """Train/test splits in the model's shape, with `train_fraction` applied to train only."""
+def load_splits(cfg: DataConfig, storage: StorageConfig | None = None) -> Splits:
+    """Train/test splits in the model's shape, with `train_fraction` applied to train only.
+
+    `storage` (endpoint, region, retries) applies to sources read from S3.
+    """
     if cfg.source not in _LOADERS:
         raise GanrayError(f"unknown data.source {cfg.source!r}; use one of {', '.join(SOURCES)}")
     if cfg.source not in ("digits", "wds"):  # wds reads S3 prefixes too and checks its own path
         check_path(cfg)
-    splits = _LOADERS[cfg.source](cfg)
+    splits = load_wds_splits(cfg, storage) if cfg.source == "wds" else _LOADERS[cfg.source](cfg)
     train, test = _to_model(splits.train, cfg), _to_model(splits.test, cfg)
     if cfg.train_fraction < 1.0 and len(train):
         index = train_subset(train.labels.numpy(), cfg.train_fraction, cfg.split_seed)

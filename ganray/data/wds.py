@@ -66,6 +66,15 @@ def _read_shard(data: bytes, where: str, channels: int) -> tuple[list[np.ndarray
     return images, labels, names
 
 
+def _manifest(store: Store) -> dict | None:
+    try:
+        return json.loads(store.read_bytes("manifest.json"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise GanrayError(f"{store.uri('manifest.json')!r} is corrupt; regenerate the output or remove the manifest") from None
+
+
 def load_shards(root: str | Path, channels: int = 1, storage: StorageConfig | None = None) -> ImageDataset:
     """All samples of all shards under a directory or s3:// prefix, in shard then key order."""
     uri = str(root)
@@ -75,8 +84,11 @@ def load_shards(root: str | Path, channels: int = 1, storage: StorageConfig | No
             raise GanrayError(f"shard directory {str(path)!r} does not exist; point at a directory of shard-*.tar files")
         uri = str(path)
     store = open_store(uri, storage)
+    manifest = _manifest(store)
+    # With a manifest, exactly its shards: anything else under the prefix is not this dataset.
+    keys = [e["url"] for e in manifest["shardlist"]] if manifest else shard_keys(store)
     images, labels, names = [], [], {}
-    for key in shard_keys(store):
+    for key in keys:
         i, l, n = _read_shard(store.read_bytes(key), store.uri(key), channels)
         images += i
         labels += l
@@ -86,21 +98,17 @@ def load_shards(root: str | Path, channels: int = 1, storage: StorageConfig | No
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
         raise GanrayError(f"shards in {store.uri()!r} mix image shapes {sorted(shapes)}; one dataset has one shape")
-    class_names: list[str] | None = None
-    try:
-        class_names = json.loads(store.read_bytes("manifest.json")).get("class_names")
-    except FileNotFoundError:
-        pass
+    class_names = manifest.get("class_names") if manifest else None
     if not class_names:
         k = max(max(labels) + 1, max(names, default=-1) + 1)
         class_names = [names.get(c, str(c)) for c in range(k)]
     return ImageDataset(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long), tuple(class_names))
 
 
-def load_wds_splits(cfg: DataConfig) -> Splits:
+def load_wds_splits(cfg: DataConfig, storage: StorageConfig | None = None) -> Splits:
     """A `wds` data source: shards (local or S3) with a stratified test split held out."""
     if cfg.path is None:
         raise GanrayError("data.path is required for data.source=wds; set it to a shard directory or s3://bucket/prefix")
-    full = load_shards(cfg.path, cfg.channels)
+    full = load_shards(cfg.path, cfg.channels, storage)
     train_idx, test_idx = stratified_split(full.labels.numpy(), cfg.test_fraction, cfg.split_seed)
     return Splits(train=full.subset(train_idx), test=full.subset(test_idx))

@@ -20,6 +20,13 @@ from ganray.storage import open_store
 from ganray.training.export import LoadedGenerator
 
 
+def with_out(cfg: Config, out: str | None) -> Config:
+    """The config with generate.out set to `out` (unchanged when `out` is None)."""
+    if not out:
+        return cfg
+    return cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"out": out})})
+
+
 def _out(cfg: Config) -> str:
     if not cfg.generate.out:
         raise GanrayError("no output given; set generate.out to a directory or s3://bucket/prefix (or pass --out)")
@@ -106,7 +113,7 @@ def _judge_payload(cfg: Config, info: dict) -> dict:
     """The domain classifier of the generator's own training data, shipped to the actors."""
     from ganray.metrics.evaluator import domain_payload, prepare_domain
 
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.storage)
     if splits.train.fingerprint() != info.get("data_fingerprint"):
         raise GanrayError(
             "generate.min_confidence needs the generator's training data to judge samples, but data.* describes "
@@ -132,7 +139,7 @@ def augment(cfg: Config) -> OutputSummary:
     from ganray.generation.manifest import identity_hash
 
     g = cfg.generate
-    data = load_splits(cfg.data).train
+    data = load_splits(cfg.data, cfg.storage).train
     store = open_store(_out(cfg), cfg.storage)
     total = len(data) * (g.augment_copies + 1)
     counts = [int((data.labels == c).sum()) * (g.augment_copies + 1) for c in range(data.num_classes)]

@@ -22,6 +22,12 @@ def shard_name(s: int) -> str:
     return f"shard-{s:06d}.tar"
 
 
+def shard_index(name: str) -> int | None:
+    """`shard-000012.tar` -> 12; None for any other name."""
+    stem = name.removeprefix("shard-").removesuffix(".tar")
+    return int(stem) if name.startswith("shard-") and name.endswith(".tar") and stem.isdigit() else None
+
+
 def sample_key(shard: int, index: int) -> str:
     """`000012_000345`: shard and index within it; WebDataset keys must hold no dots."""
     return f"{shard:06d}_{index:06d}"

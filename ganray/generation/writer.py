@@ -15,15 +15,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import ray
 import torch
 from tqdm import tqdm
 
 from ganray.config import Config
-from ganray.errors import GanrayError
+from ganray.errors import GanrayError, user_error
 from ganray.generation.manifest import MANIFEST, PARTS, ShardRecord, build_manifest, identity_hash, part_key, same_content
 from ganray.generation.plan import ShardPlan
 from ganray.generation.pool import Renderer, run_pool
-from ganray.generation.shard import shard_name
+from ganray.generation.shard import shard_index, shard_name
 from ganray.storage import Store
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,8 @@ class OutputSummary:
 def _read_json(store: Store, key: str) -> Any | None:
     try:
         return json.loads(store.read_bytes(key))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None  # absent or torn: the object is treated as not written
 
 
 def finished_record(store: Store, s: int, ident: str) -> ShardRecord | None:
@@ -82,13 +81,10 @@ def check_foreign(store: Store, identity: dict[str, Any], overwrite: bool) -> di
 
 
 def _remove_extra_shards(store: Store, plan: ShardPlan) -> None:
-    """After an overwrite with fewer shards, shards past the plan would read as part of the output."""
+    """Shards past the plan would be listed with the output by readers that glob instead of using the manifest."""
     for info in store.list("shard-"):
-        try:
-            s = int(info.key.removeprefix("shard-").removesuffix(".tar"))
-        except ValueError:
-            continue
-        if s >= plan.num_shards:
+        s = shard_index(info.key)
+        if s is not None and s >= plan.num_shards:
             store.delete(part_key(info.key))
             store.delete(info.key)
 
@@ -104,8 +100,8 @@ def write_output(
     g = cfg.generate
     ident = identity_hash(identity)
     old = check_foreign(store, identity, g.overwrite)
-    if g.overwrite:
-        _remove_extra_shards(store, plan)
+    # Shards past the plan (a different earlier run, cut short before its manifest) are not this output.
+    _remove_extra_shards(store, plan)
     records: dict[int, ShardRecord] = {}
     for s in range(plan.num_shards):
         record = finished_record(store, s, ident)
@@ -117,7 +113,6 @@ def write_output(
         store.check_writable()  # a probe write: only when something will be written
     if todo:
         from ganray.training.ray_train import ensure_ray
-        import ray
 
         ensure_ray(cfg.ray)
         gpus = 1.0 if cfg.ray.use_gpu else 0.0
@@ -128,10 +123,13 @@ def write_output(
         with tqdm(total=plan.num_samples, initial=done, unit="sample", desc="shards", smoothing=0.1) as bar:
             try:
                 for record in run_pool(factory, store, todo, actors, cpus, gpus, ident):
-                    records[int(record.url.removeprefix("shard-").removesuffix(".tar"))] = record
+                    records[shard_index(record.url)] = record
                     bar.update(record.nsamples)
-            except GanrayError as e:
-                raise GanrayError(str(e).strip().splitlines()[-1].split("GanrayError: ")[-1]) from None
+            except (GanrayError, ray.exceptions.RayError) as e:
+                user = user_error(e)
+                if user is None:
+                    raise
+                raise user from None
     ordered = [records[s] for s in range(plan.num_shards)]
     config = {"generate": g.model_dump(exclude={"overwrite", "num_actors", "out"}), "data": cfg.data.model_dump()}
     manifest = build_manifest(identity, ordered, class_names, config)

@@ -71,7 +71,7 @@ def build_report(cfg: Config, run_dir: str | Path, out_dir: str | Path | None = 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     # Load the data once; the run's split and each low-data fraction are subsets of the full train split.
-    full = load_splits(rcfg.data.model_copy(update={"train_fraction": 1.0}))
+    full = load_splits(rcfg.data.model_copy(update={"train_fraction": 1.0}), rcfg.storage)
     splits = Splits(_fraction(full, rcfg.data.train_fraction, rcfg.data.split_seed), full.test)
     loaded = load_run_generator(run_dir)
     G = loaded.G

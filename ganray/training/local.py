@@ -17,7 +17,7 @@ from ganray.training.state import GANState
 def train_local(cfg: Config, run_dir: Path, worker: Worker = Worker()) -> GANState:
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, cfg)
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.storage)
     data = splits.train
     found = load_latest(checkpoint_dirs(run_dir / CHECKPOINTS))
     resume = found[0] if found else None

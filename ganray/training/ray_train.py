@@ -23,7 +23,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from ganray.config import Config, RayConfig
 from ganray.data import load_splits
-from ganray.errors import GanrayError
+from ganray.errors import GanrayError, user_error
 from ganray.log import setup_logging
 from ganray.metrics.evaluator import domain_payload, loop_evaluate, prepare_domain
 from ganray.metrics.extractors import inception
@@ -88,7 +88,7 @@ def _train_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
     device = ray.train.torch.get_device() if cfg.ray.use_gpu else torch.device("cpu")
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.storage)
     data = splits.train
     resume = _resume_state()
     if rank == 0 and resume is not None:
@@ -105,26 +105,12 @@ class TrainOutcome:
     generator: Path | None = None  # <run>/generator, exported from the final checkpoint
 
 
-def _unwrap(err: Exception) -> GanrayError | None:
-    """The user-facing error a worker raised, if any, out of Ray's wrappers."""
-    failures = getattr(err, "worker_failures", None) or {}
-    for e in [*failures.values(), err]:
-        while e is not None:
-            if isinstance(e, GanrayError):
-                return GanrayError(str(e).splitlines()[-1].split("GanrayError: ")[-1])
-            text = str(e)
-            if "GanrayError: " in text:
-                return GanrayError(text.split("GanrayError: ")[-1].splitlines()[0])
-            e = e.__cause__
-    return None
-
-
 def train_with_ray(cfg: Config) -> TrainOutcome:
     """Train with Ray Train; resumes when the run dir already holds a compatible run."""
     if cfg.ray.use_gpu is False and cfg.train.amp == "bf16":
         log.warning("train.amp=bf16 applies on GPU only; training in float32")
     # Fail fast on bad data or model settings: a worker's error would cost a Ray start and retries.
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.storage)
     data = splits.train
     build_models(cfg.model, data.shape, data.num_classes)
     loop_config: dict = {"cfg": cfg.model_dump()}
@@ -158,7 +144,7 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as e:
-        user = _unwrap(e)
+        user = user_error(e)
         if user is not None:
             raise user from None
         raise

@@ -45,6 +45,7 @@ class SweepResults:
     best_config: Path
     generator: Path
     files: dict[str, Path]
+    markdown: str  # results.md's text
 
     @property
     def best(self) -> TrialRow:
@@ -152,7 +153,8 @@ def summarize(cfg: Config, grid: Any, sweep_dir: Path, reference: dict[str, floa
         f"- best config: {conf.name}; exported generator: {GENERATOR_DIR}/",
         "",
     ]
-    files["markdown"] = _write(sweep_dir / "results.md", "\n".join(l for l in header if l is not None) + "\n" + table_markdown(rows, metric))
+    markdown = "\n".join(l for l in header if l is not None) + "\n" + table_markdown(rows, metric)
+    files["markdown"] = _write(sweep_dir / "results.md", markdown)
     files["csv"] = _write(sweep_dir / "results.csv", table_csv(rows, metric))
     files["json"] = _write(
         sweep_dir / "results.json",
@@ -162,4 +164,4 @@ def summarize(cfg: Config, grid: Any, sweep_dir: Path, reference: dict[str, floa
     plot = fid_curves(curves, sweep_dir / "fid_vs_steps.png", metric, reference=ref)
     if plot is not None:
         files["plot"] = plot
-    return SweepResults(metric, rows, reference, conf, generator, files)
+    return SweepResults(metric, rows, reference, conf, generator, files, markdown)

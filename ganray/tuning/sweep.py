@@ -9,6 +9,7 @@ as they are, unfinished and errored ones resume from their last checkpoint.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ _SHAPE_SECTIONS = ("model", "data")
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    sweep_dir: Path  # the local sweep dir (for an S3 sweep: the staging dir its results were uploaded from)
+    sweep_dir: Path | None  # the local sweep dir; None for a sweep on S3
     uri: str
     results: SweepResults | None  # None when the sweep was interrupted
     finished: int
@@ -130,9 +131,7 @@ class SweepLocation:
         return f"{self.tune_path}/{EXPERIMENT}"
 
     def publish(self) -> None:
-        """Copy the staged results to S3 (a no-op for local sweeps); generator.json last, after its weights."""
-        if self.local == Path(self.uri):
-            return
+        """Copy the staged results to S3; generator.json last, after its weights."""
         for path in sorted((p for p in self.local.rglob("*") if p.is_file()), key=lambda p: (p.name == "generator.json", p)):
             self.store.upload_file(path, path.relative_to(self.local).as_posix())
 
@@ -198,7 +197,7 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     from ganray.training.ray_train import ensure_ray
 
     dists = check_sweep(cfg)
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.storage)
     for key, dist in dists.items():  # every architecture the space can pick must build for this data
         for value in dist.probes() if key.startswith("model.") else []:
             build_models(trial_config(cfg, {key: value}).model, splits.train.shape, splits.train.num_classes)
@@ -246,10 +245,15 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     grid = tuner.fit()
     finished = _finished_trials(loc.experiment, fs)
     if finished < cfg.tune.num_samples:
-        return SweepOutcome(loc.local, loc.uri, None, finished, cfg.tune.num_samples)
+        if loc.filesystem is not None:
+            shutil.rmtree(loc.local, ignore_errors=True)
+        return SweepOutcome(None if loc.filesystem is not None else loc.local, loc.uri, None, finished, cfg.tune.num_samples)
     results = summarize(cfg, grid, loc.local, reference)
+    if loc.filesystem is None:
+        return SweepOutcome(loc.local, loc.uri, results, finished, len(grid))
     loc.publish()
-    return SweepOutcome(loc.local, loc.uri, results, finished, len(grid))
+    shutil.rmtree(loc.local, ignore_errors=True)  # the staging copy; the sweep is on S3
+    return SweepOutcome(None, loc.uri, results, finished, len(grid))
 
 
 def _finished_trials(experiment: str, fs: Any | None) -> int:

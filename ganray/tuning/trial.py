@@ -88,6 +88,6 @@ def run_trial(params: dict[str, Any], base: dict, domain: dict | None) -> None:
     cfg = trial_config(Config.model_validate(base), params)
     torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
     device = torch.device("cuda") if cfg.ray.use_gpu and torch.cuda.is_available() else torch.device("cpu")
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.storage)
     evaluate = loop_evaluate(cfg, splits, device, domain)
     train_gan(cfg, splits.train, TuneHooks(cfg, splits.train), Worker(0, 1, device), _resume_state(), evaluate)
