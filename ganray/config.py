@@ -146,8 +146,13 @@ class StorageConfig(_Section):
     @field_validator("endpoint_url")
     @classmethod
     def _http_endpoint(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
+        if v is None:
+            return v
+        if not v.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+        if "@" in v.split("://", 1)[1].split("/", 1)[0]:
+            # Configs are written into run and sweep directories; keys belong to the AWS credential chain.
+            raise ValueError("must not contain credentials (user:password@); use AWS_ACCESS_KEY_ID/a profile/an instance role")
         return v
 
     @field_validator("run_name")

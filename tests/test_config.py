@@ -33,6 +33,7 @@ def test_yaml_and_overrides_compose(tmp_path):
         ("loss:\n  diffaugment: blur\n", "unknown DiffAugment policy 'blur'"),
         ("train:\n  batch_size: 63\n", "divisible by ray.num_workers=2"),
         ("storage:\n  run_name: a/b\n", "plain directory name"),
+        ("storage:\n  endpoint_url: http://key:secret@127.0.0.1:8333\n", "must not contain credentials"),
     ],
 )
 def test_bad_config_files_name_the_key(tmp_path, yaml_text, message):
