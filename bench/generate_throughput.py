@@ -14,10 +14,8 @@ Targets: e >= 0.7 x min(a, b), and e >= 10 x n. A SeaweedFS server is started on
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 
 from ganray.config import ModelConfig, load_config  # noqa: E402
+from ganray.data.base import to_uint8  # noqa: E402
 from ganray.generation.jobs import generate  # noqa: E402
 from ganray.generation.plan import ShardPlan  # noqa: E402
 from ganray.generation.shard import encode_png  # noqa: E402
@@ -59,7 +58,7 @@ def _forward_shard(G: torch.nn.Module, plan: ShardPlan, s: int, batch: int) -> n
     with torch.no_grad():
         for i in range(0, len(z), batch):
             x = G(torch.from_numpy(z[i : i + batch]), torch.from_numpy(labels[i : i + batch]))
-            out.append(x.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+            out.append(to_uint8(x).numpy())
     return np.concatenate(out)
 
 
@@ -122,7 +121,7 @@ def main() -> None:
             for i in range(args.naive):
                 with torch.no_grad():
                     x = G(torch.from_numpy(rng.standard_normal((1, G.z_dim)).astype(np.float32)), torch.tensor([i % 10]))
-                png = encode_png(x.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)[0].numpy())
+                png = encode_png(to_uint8(x)[0].numpy())
                 store.write_bytes(f"{i:06d}.png", png)
 
         torch.set_num_threads(1)

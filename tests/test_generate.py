@@ -19,7 +19,6 @@ from ganray.cli import main
 from ganray.config import DataConfig
 from ganray.data import load_splits
 from ganray.data.wds import load_shards
-from ganray.errors import GanrayError
 from ganray.generation.jobs import augment, generate
 from ganray.generation.manifest import KIND
 from ganray.generation.plan import ShardPlan, class_counts

@@ -42,10 +42,6 @@ class ShardRecord:
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
-    @classmethod
-    def from_json(cls, data: bytes) -> "ShardRecord":
-        return cls(**json.loads(data))
-
 
 def build_manifest(
     identity: dict[str, Any],

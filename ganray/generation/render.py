@@ -67,7 +67,7 @@ class GeneratedShards:
         labels = self.plan.labels(s)
         rng = self.plan.rng(s)
         n, z_dim = len(labels), self.G.z_dim
-        out = np.zeros((n, *self._shape()), dtype=np.uint8)
+        out = np.zeros((n, *self.G.image_shape), dtype=np.uint8)
         confidence = np.ones(n, dtype=np.float64)
         todo = np.arange(n)
         drawn = 0
@@ -96,15 +96,6 @@ class GeneratedShards:
             samples.append(Sample(sample_key(s, i), out[i], int(labels[i]), meta))
         data = shard_bytes(samples)
         return data, _record(s, data, labels, len(self.class_names), drawn, self.identity)
-
-    def _shape(self) -> tuple[int, int, int]:
-        return tuple(self.G.image_shape) if hasattr(self.G, "image_shape") else self._probe_shape()
-
-    def _probe_shape(self) -> tuple[int, int, int]:
-        device = next(self.G.parameters()).device
-        with torch.no_grad():
-            x = self.G(torch.zeros(1, self.G.z_dim, device=device), torch.zeros(1, dtype=torch.long, device=device))
-        return tuple(x.shape[1:])
 
 
 def augment_transform(ops: list[str], channels: int) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ganray.config import Config
 from ganray.errors import GanrayError, user_error
-from ganray.generation.manifest import MANIFEST, PARTS, ShardRecord, build_manifest, identity_hash, part_key, same_content
+from ganray.generation.manifest import MANIFEST, ShardRecord, build_manifest, identity_hash, part_key, same_content
 from ganray.generation.plan import ShardPlan
 from ganray.generation.pool import Renderer, run_pool
 from ganray.generation.shard import shard_index, shard_name
@@ -139,5 +139,3 @@ def write_output(
         store.write_bytes(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
     return OutputSummary(store.uri(), manifest, todo, kept)
 
-
-__all__ = ["OutputSummary", "write_output", "finished_record", "PARTS"]

@@ -23,7 +23,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from ganray.config import Config, RayConfig
 from ganray.data import load_splits
-from ganray.errors import GanrayError, user_error
+from ganray.errors import user_error
 from ganray.log import setup_logging
 from ganray.metrics.evaluator import domain_payload, loop_evaluate, prepare_domain
 from ganray.metrics.extractors import inception

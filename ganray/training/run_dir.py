@@ -15,11 +15,11 @@ CHECKPOINTS = "checkpoints"
 _SHAPE_SECTIONS = ("model",)
 
 
-def resolve_run_dir(cfg: Config, prefix: str | None = None) -> Path:
-    """storage.runs_dir/run_name; without a run_name, `<prefix or arch>-<time>`."""
+def resolve_run_dir(cfg: Config) -> Path:
+    """storage.runs_dir/run_name; without a run_name, `<arch>-<time>`."""
     if cfg.storage.runs_dir.startswith("s3://"):
         raise GanrayError("storage.runs_dir on S3 is not supported for training yet; use a local or shared path")
-    name = cfg.storage.run_name or f"{prefix or cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = cfg.storage.run_name or f"{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(cfg.storage.runs_dir).expanduser().resolve() / name
 
 

@@ -23,7 +23,6 @@ from ganray.data import load_splits
 from ganray.data.base import Splits
 from ganray.errors import GanrayError
 from ganray.metrics.evaluator import build_evaluator, domain_payload, prepare_domain
-from ganray.metrics.extractors import inception
 from ganray.metrics.fidelity import MIN_SAMPLES
 from ganray.models import build_models
 from ganray.storage import Store, arrow_filesystem, is_s3, open_store, parse_s3_uri
@@ -184,8 +183,7 @@ def _prepare_evaluation(cfg: Config, splits: Splits) -> tuple[dict | None, dict[
         domain = domain_payload(classifier)
         evaluator = build_evaluator(cfg, splits, domain=classifier)
     else:
-        inception(cfg.eval.inception_weights or "")
-        evaluator = build_evaluator(cfg, splits)
+        evaluator = build_evaluator(cfg, splits)  # checks the Inception weights file
     reference = evaluator.evaluate_images(splits.test.images) if len(splits.test) >= MIN_SAMPLES else {}
     return domain, reference
 
