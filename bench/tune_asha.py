@@ -4,7 +4,7 @@ Both sweeps sample the same trials (same search seed, same space), so the only d
 the scheduler stopping trials early. Target: ASHA's best FID within 10% of the full sweep's at
 no more than half its compute (trial-steps; trial-seconds printed beside). Usage:
 
-    .venv/bin/python bench/tune_asha.py [--trials 8] [--set key=value ...]
+    .venv/bin/python bench/tune_asha.py [--trials 16] [--set key=value ...]
 
 The defaults are a CPU-sized sweep (narrow models, 600 steps); pass `--set ray.use_gpu=true
 --set tune.gpus_per_trial=0.125 ...` on a GPU machine to run trials side by side on one GPU.
@@ -62,7 +62,7 @@ def sweep(root: Path, scheduler: str, trials: int, overrides: list[str]) -> dict
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--trials", type=int, default=16)
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--root", help="sweep directories (default: a temporary one)")
     args = p.parse_args()
