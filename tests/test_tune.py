@@ -186,6 +186,9 @@ def test_a_changed_config_does_not_resume_an_old_sweep(tmp_path):
     other = sweep_config(tmp_path, "changed", "train.steps=50")
     with pytest.raises(GanrayError, match="holds a sweep with a different config"):
         _prepare_sweep_dir(sweep_location(other), other)
+    (tmp_path / "changed" / "config.yaml").write_text("train: {stepz: 3}\n")
+    with pytest.raises(GanrayError, match="holds an unreadable config.yaml"):
+        _prepare_sweep_dir(sweep_location(cfg), cfg)
 
 
 def test_a_sweep_on_s3_writes_its_results_there_and_resumes(tmp_path, ray_local, aws_env):

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from ganray.config import Config, dump_config
 from ganray.errors import GanrayError
 from ganray.reporting.figures import fid_curves
+from ganray.storage.local import atomic_write
 from ganray.training.export import GENERATOR_DIR, export_checkpoint
 from ganray.tuning.space import apply_params
 from ganray.tuning.trial import TIME_ATTR, objective
@@ -53,9 +53,7 @@ class SweepResults:
 
 
 def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
 

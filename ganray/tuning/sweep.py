@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ganray.config import Config, dump_config
+from ganray.config import Config, dump_config, validate_config
 from ganray.data import load_splits
 from ganray.data.base import Splits
 from ganray.errors import GanrayError
@@ -156,13 +156,13 @@ def sweep_location(cfg: Config) -> SweepLocation:
 def _prepare_sweep_dir(loc: SweepLocation, cfg: Config) -> bool:
     """Record the sweep's config, or check the location holds this same sweep; True when it does (resume)."""
     try:
-        text = loc.store.read_bytes("config.yaml").decode()
+        raw = loc.store.read_bytes("config.yaml")
     except FileNotFoundError:
         loc.store.write_bytes("config.yaml", dump_config(cfg).encode())
         return False
     try:
-        old = Config.model_validate(yaml.safe_load(text))
-    except Exception as e:  # noqa: BLE001 - any unreadable config means the same to the user
+        old = validate_config(yaml.safe_load(raw.decode()))
+    except (GanrayError, yaml.YAMLError, UnicodeDecodeError) as e:
         raise GanrayError(f"sweep dir {loc.uri!r} holds an unreadable config.yaml ({type(e).__name__}); choose another storage.run_name") from None
     if old.fingerprint(*_SWEEP_SECTIONS) != cfg.fingerprint(*_SWEEP_SECTIONS):
         raise GanrayError(
