@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ganray.config import Config, load_config
 from ganray.errors import GanrayError
 from ganray.log import setup_logging
+
+if TYPE_CHECKING:
+    from ganray.training.run_dir import RunDir
 
 log = logging.getLogger("ganray")
 
@@ -29,10 +30,11 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.training.ray_train import train_with_ray
 
     out = train_with_ray(cfg)
-    print(f"run directory:   {out.run_dir}")
+    print(f"run directory:   {out.run.uri}")
     print(f"checkpoint:      {out.checkpoint}")
-    print(f"sample grids:    {out.run_dir / 'samples'}")
-    print(f"metrics:         {out.run_dir / 'metrics.jsonl'}")
+    print(f"generator:       {out.generator}")
+    print(f"sample grids:    {out.run.join('samples')}")
+    print(f"metrics:         {out.run.join('metrics.jsonl')}")
     return 0
 
 
@@ -59,8 +61,8 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--run", metavar="DIR", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
-    src.add_argument("--generator", metavar="DIR", help="an exported generator directory (<run>/generator or a sweep's generator/)")
+    src.add_argument("--run", metavar="DIR|S3_URI", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
+    src.add_argument("--generator", metavar="DIR|S3_URI", help="an exported generator directory (<run>/generator or a sweep's generator/)")
     _out_args(p)
 
 
@@ -82,7 +84,7 @@ def cmd_generate(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.training.export import load_generator, load_run_generator
 
     cfg = with_out(cfg, args.out)
-    loaded = load_generator(args.generator) if args.generator else load_run_generator(_run_dir(cfg, args))
+    loaded = load_generator(args.generator, cfg.storage) if args.generator else load_run_generator(_run_dir(cfg, args))
     _print_output(generate(cfg, loaded))
     return 0
 
@@ -94,31 +96,34 @@ def cmd_augment(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_dir(cfg: Config, args: argparse.Namespace) -> Path:
+def _run_dir(cfg: Config, args: argparse.Namespace) -> "RunDir":
+    from ganray.training.run_dir import RunDir, resolve_run_dir
+
     if args.run:
-        return Path(args.run).expanduser()
+        return RunDir.at(args.run, cfg.storage)
     if not cfg.storage.run_name:
         raise GanrayError("no run given; pass --run DIR or set storage.run_name (with storage.runs_dir)")
-    return Path(cfg.storage.runs_dir).expanduser() / cfg.storage.run_name
+    return resolve_run_dir(cfg)
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--run", metavar="DIR", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
-    src.add_argument("--generator", metavar="DIR", help="an exported generator directory (<run>/generator)")
-    src.add_argument("--shards", metavar="DIR", help="a directory of WebDataset shards (ganray generate's output)")
-    p.add_argument("--out", metavar="FILE.json", help="also write the results here (a run's go to <run>/evaluation.json)")
+    src.add_argument("--run", metavar="DIR|S3_URI", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
+    src.add_argument("--generator", metavar="DIR|S3_URI", help="an exported generator directory (<run>/generator)")
+    src.add_argument("--shards", metavar="DIR|S3_URI", help="WebDataset shards (ganray generate's output)")
+    p.add_argument("--out", metavar="FILE.json|S3_URI", help="also write the results here (a run's go to <run>/evaluation.json)")
 
 
 def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.data import load_splits
     from ganray.metrics.evaluator import evaluate_source
     from ganray.metrics.extractors import inception
+    from ganray.storage import open_store
     from ganray.training.export import load_generator, load_run_generator
 
     if cfg.eval.extractor == "inception":
         inception(cfg.eval.inception_weights or "")  # a bad weights file fails before any work
-    out = Path(args.out) if args.out else None
+    out: str | None = args.out
     if args.shards:
         from ganray.data.wds import load_shards
 
@@ -127,11 +132,11 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
         result["generator_step"] = None
     else:
         if args.generator:
-            loaded, source = load_generator(args.generator), f"generator:{args.generator}"
+            loaded, source = load_generator(args.generator, cfg.storage), f"generator:{args.generator}"
         else:
             run = _run_dir(cfg, args)
-            loaded, source = load_run_generator(run), f"run:{run}"
-            out = out or run / "evaluation.json"
+            loaded, source = load_run_generator(run), f"run:{run.uri}"
+            out = out or run.join("evaluation.json")
         shape = tuple(loaded.info["image_shape"])
         if (cfg.data.channels, cfg.data.image_size, cfg.data.image_size) != shape:
             raise GanrayError(
@@ -141,10 +146,8 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
         result = evaluate_source(cfg, load_splits(cfg.data, cfg.storage), source, G=loaded.G)
         result["generator_step"] = loaded.info.get("step")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
-        os.replace(tmp, out)
+        parent, _, name = out.rstrip("/").rpartition("/")
+        open_store(parent or ".", cfg.storage).write_bytes(name, json.dumps(result, indent=2, sort_keys=True).encode())
     width = max(len(k) for k in result["metrics"])
     step = f" (step {result['generator_step']})" if result["generator_step"] is not None else ""
     print(f"{result['source']}{step}, {result['num_samples']} samples vs real {result['real_split']}:")
@@ -156,16 +159,16 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", metavar="DIR", help="the run to report on (default: storage.runs_dir/run_name)")
-    p.add_argument("--out", metavar="DIR", help="report directory (default: <run>/report)")
+    p.add_argument("--run", metavar="DIR|S3_URI", help="the run to report on (default: storage.runs_dir/run_name)")
+    p.add_argument("--out", metavar="DIR|S3_URI", help="report directory (default: <run>/report)")
 
 
 def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.reporting.report import build_report
 
     out = build_report(cfg, _run_dir(cfg, args), args.out)
-    print((out / "report.md").read_text())
-    print(f"report written to {out}")
+    print(out.markdown)
+    print(f"report written to {out.uri}")
     return 0
 
 

@@ -331,5 +331,13 @@ def validate_config(tree: Any) -> Config:
         raise GanrayError(_format_error(e)) from None
 
 
+def parse_config(text: str | bytes) -> Config:
+    """A config written by `dump_config` (a run's or sweep's config.yaml); GanrayError if unreadable."""
+    try:
+        return validate_config(_yaml(text.decode() if isinstance(text, bytes) else text))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise GanrayError(f"not a valid YAML config ({type(e).__name__})") from None
+
+
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(), sort_keys=False)

@@ -7,7 +7,6 @@ the same code the CLI subcommands run, and each resumes or skips what is already
 
 from __future__ import annotations
 
-import json
 import time
 
 from ganray.config import Config
@@ -22,16 +21,17 @@ from ganray.training.run_dir import read_metrics
 def run_demo(cfg: Config) -> str:
     start = time.perf_counter()
     trained = train_with_ray(cfg)
+    run = trained.run
     t_train = time.perf_counter() - start
-    report_dir = build_report(cfg, trained.run_dir)
-    report = json.loads((report_dir / "report.json").read_text())
-    t_report = time.perf_counter() - start - t_train
     if trained.generator is None:
-        raise GanrayError(f"training left no checkpoint in {trained.run_dir}, so there is no generator to sample; see its logs")
-    cfg = with_out(cfg, cfg.generate.out or str(trained.run_dir / "shards"))  # default: next to the run
-    shards = generate(cfg, load_generator(trained.generator))
+        raise GanrayError(f"training left no checkpoint in {run.uri}, so there is no generator to sample; see its logs")
+    built = build_report(cfg, run)
+    report = built.report
+    t_report = time.perf_counter() - start - t_train
+    cfg = with_out(cfg, cfg.generate.out or run.join("shards"))  # default: next to the run
+    shards = generate(cfg, load_generator(trained.generator, cfg.storage))
     t_generate = time.perf_counter() - start - t_train - t_report
-    last = (read_metrics(trained.run_dir) or [{}])[-1]
+    last = (read_metrics(run) or [{}])[-1]
     fid, cas, m = report["fidelity"], report["train_on_synthetic"], shards.manifest
     low = report["low_data"]
     lines = [
@@ -50,10 +50,10 @@ def run_demo(cfg: Config) -> str:
         f"  per-class coverage      {report['coverage']['overall']:.3f}",
         f"  synthetic dataset       {len(m['shardlist'])} shards, {m['num_samples']} labelled samples in {shards.uri}",
         "",
-        f"  run directory      {trained.run_dir}   (config.yaml, metrics.jsonl, checkpoints/)",
-        f"  sample grids       {trained.run_dir / 'samples'}   (one row per class)",
+        f"  run directory      {run.uri}   (config.yaml, metrics.jsonl, checkpoints/)",
+        f"  sample grids       {run.join('samples')}   (one row per class)",
         f"  exported generator {trained.generator}",
-        f"  report             {report_dir / 'report.md'}   (+ report.json, figures)",
+        f"  report             {built.uri.rstrip('/')}/report.md   (+ report.json, figures)",
         f"  shards + manifest  {shards.uri.rstrip('/')}/manifest.json",
     ]
     return "\n".join(lines)

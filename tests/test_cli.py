@@ -57,7 +57,7 @@ def test_unreadable_checkpoint_is_a_clear_error(capsys, tmp_path, ray_local):
 
     cfg = tiny_config(tmp_path, "train.steps=5", "ray.max_failures=0")
     out = train_with_ray(cfg)
-    state = out.checkpoint / "state.pt"
+    state = Path(out.checkpoint) / "state.pt"
     state.write_bytes(b"not a checkpoint")
     code, err = run_cli(
         capsys, "train", "--set", f"storage.runs_dir={tmp_path}", "--set", "storage.run_name=run",

@@ -10,9 +10,8 @@ import torch
 from conftest import tiny_config
 from ganray.training.export import load_generator
 from ganray.training.checkpoint import load_checkpoint
-from ganray.training.hooks import checkpoint_dirs
 from ganray.training.ray_train import train_with_ray
-from ganray.training.run_dir import read_metrics
+from ganray.training.run_dir import checkpoint_names, read_metrics
 
 
 # Ray workers cannot import this test module; ship its functions by value.
@@ -79,15 +78,15 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_local, tmp_path):
 def test_train_with_ray_then_resume_at_the_same_step(ray_local, tmp_path):
     cfg = tiny_config(tmp_path, "ray.num_workers=2", "train.steps=10", "eval.every=10")
     out = train_with_ray(cfg)
-    run = out.run_dir
+    run = out.run.local
     assert run == tmp_path / "run" and not out.resumed
-    assert out.checkpoint is not None and out.checkpoint.name == "step_0000010"
-    assert [d.name for d in checkpoint_dirs(run / "checkpoints")] == ["step_0000010", "step_0000005"]
+    assert out.checkpoint == str(run / "checkpoints" / "step_0000010")
+    assert checkpoint_names(run) == ["step_0000010", "step_0000005"]
     assert (run / "samples" / "step_0000010.png").stat().st_size > 500
     assert [m["step"] for m in read_metrics(run)] == [5, 10]
 
     out2 = train_with_ray(tiny_config(tmp_path, "ray.num_workers=2", "train.steps=20", "eval.every=10"))
-    assert out2.resumed and out2.checkpoint.name == "step_0000020"
+    assert out2.resumed and out2.checkpoint.endswith("/step_0000020")
     lines = read_metrics(run)
     assert [m["step"] for m in lines] == [5, 10, 15, 20]
     # Rank 0 evaluated with the driver's domain classifier at steps 10 and 20.
@@ -99,4 +98,4 @@ def test_train_with_ray_then_resume_at_the_same_step(ray_local, tmp_path):
     state, meta = load_checkpoint(out2.checkpoint)
     assert state["step"] == 20 and meta["arch"] == "cdcgan"
     # Ray Train kept the newest keep_checkpoints=3.
-    assert [d.name for d in checkpoint_dirs(run / "checkpoints")] == ["step_0000020", "step_0000015", "step_0000010"]
+    assert checkpoint_names(run) == ["step_0000020", "step_0000015", "step_0000010"]

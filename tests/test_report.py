@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,8 +86,11 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run):
         tmp, "eval.report_fractions=[0.5, 1.0]", "eval.report_seeds=[0, 1]", "eval.report_samples=200",
         "eval.classifier_steps=30", "eval.num_samples=100",
     )
-    out = build_report(cfg, tmp / "run")
+    built = build_report(cfg, tmp / "run")
+    out = Path(built.uri)
+    assert out == tmp / "run" / "report"
     report = json.loads((out / "report.json").read_text())
+    assert report == built.report
     cas = report["train_on_synthetic"]
     assert len(cas["real"]["values"]) == 2 and cas["n_synthetic"] == 200
     assert cas["ratio"] == pytest.approx(cas["synthetic"]["mean"] / cas["real"]["mean"])

@@ -12,10 +12,9 @@ import torch
 from conftest import tiny_config
 from ganray.errors import GanrayError
 from ganray.training.checkpoint import load_checkpoint, save_checkpoint
-from ganray.training.hooks import checkpoint_dirs, load_latest
 from ganray.training.local import train_local
 from ganray.training.loop import batch_indices
-from ganray.training.run_dir import read_metrics
+from ganray.training.run_dir import RunDir, checkpoint_names, load_latest, read_metrics
 from ganray.training.sampling import generate, recalibrate_batchnorm
 
 
@@ -68,7 +67,7 @@ def test_run_dir_layout(tmp_path):
     train_local(tiny_config(tmp_path), run)
     assert (run / "config.yaml").is_file()
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000005.png", "step_0000010.png"]
-    assert [d.name for d in checkpoint_dirs(run / "checkpoints")] == ["step_0000010", "step_0000005"]
+    assert checkpoint_names(run) == ["step_0000010", "step_0000005"]
     state, meta = load_checkpoint(run / "checkpoints" / "step_0000010")
     assert state["step"] == 10 and meta["class_names"] == [str(i) for i in range(10)]
     assert set(state) == {"step", "G", "D", "G_ema", "opt_g", "opt_d"}
@@ -107,8 +106,8 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
     latest.write_bytes(latest.read_bytes()[:1000])  # truncated by a crash
     with pytest.raises(GanrayError, match="fails its checksum"):
         load_checkpoint(latest.parent)
-    state, meta, path = load_latest(checkpoint_dirs(run / "checkpoints"))
-    assert path.name == "step_0000005" and state["step"] == 5
+    state, meta, where = load_latest(RunDir.at(run))
+    assert where == str(run / "checkpoints" / "step_0000005") and state["step"] == 5
     assert "skipping checkpoint" in caplog.text
     resumed = train_local(tiny_config(tmp_path, "train.steps=10"), run)  # redoes steps 6..10
     assert resumed.step == 10
@@ -142,7 +141,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     good = (run / "checkpoints" / "step_0000005" / "state.pt").read_bytes()
     with pytest.raises(GanrayError, match="non-finite .* at step 10"):
         train_local(tiny_config(tmp_path, "train.steps=10", "train.lr_d=1e38", "train.lr_g=1e38"), run)
-    assert [d.name for d in checkpoint_dirs(run / "checkpoints")] == ["step_0000005"]
+    assert checkpoint_names(run) == ["step_0000005"]
     assert (run / "checkpoints" / "step_0000005" / "state.pt").read_bytes() == good
 
 

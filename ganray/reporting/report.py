@@ -7,12 +7,16 @@ trained with Ray Train, so an interrupted report resumes them instead of startin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from ganray.config import Config, load_config
+from ganray.config import Config
 from ganray.data import load_splits
 from ganray.data.base import ImageDataset, Splits
 from ganray.data.registry import train_subset
@@ -21,19 +25,20 @@ from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.utility import augmentation_gain, coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.training.export import load_run_generator
-from ganray.training.run_dir import read_metrics
+from ganray.storage import is_s3, open_store
+from ganray.training.run_dir import RunDir, read_config, read_metrics
 from ganray.training.sampling import fixed_inputs, generate, grid_png
 
 log = logging.getLogger(__name__)
 
 
-def run_config(run_dir: Path, cfg: Config) -> Config:
-    """The run's own config with the caller's eval and storage.cache_dir settings."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise GanrayError(f"{str(run_dir)!r} is not a run directory (no config.yaml); pass --run with a trained run")
-    own = load_config(path)
-    return own.model_copy(update={"eval": cfg.eval, "storage": own.storage.model_copy(update={"cache_dir": cfg.storage.cache_dir})})
+def run_config(run: RunDir, cfg: Config) -> Config:
+    """The run's own config with the caller's eval and storage settings (but the run's runs_dir and name)."""
+    own = read_config(run)
+    if own is None:
+        raise GanrayError(f"{run.uri!r} is not a run directory (no config.yaml); pass --run with a trained run")
+    storage = cfg.storage.model_copy(update={"runs_dir": own.storage.runs_dir, "run_name": own.storage.run_name})
+    return own.model_copy(update={"eval": cfg.eval, "storage": storage})
 
 
 def _fraction(full: Splits, fraction: float, seed: int) -> ImageDataset:
@@ -43,37 +48,65 @@ def _fraction(full: Splits, fraction: float, seed: int) -> ImageDataset:
     return full.train.subset(train_subset(full.train.labels.numpy(), fraction, seed))
 
 
-def _fraction_generator(cfg: Config, run_dir: Path, fraction: float):
+def _fraction_generator(cfg: Config, run: RunDir, fraction: float):
     """The GAN trained on `fraction` of the real train split: the run itself, or a sibling run."""
     if abs(fraction - cfg.data.train_fraction) < 1e-9:
-        return load_run_generator(run_dir).G
+        return load_run_generator(run).G
     from ganray.training.ray_train import train_with_ray  # Ray only when a sibling GAN must be trained
 
-    sibling = cfg.model_copy(
+    sibling = run.sibling(f"{run.name}-frac{fraction:g}")
+    sibling_cfg = cfg.model_copy(
         update={
             "data": cfg.data.model_copy(update={"train_fraction": fraction}),
             "eval": cfg.eval.model_copy(update={"every": 0}),
-            "storage": cfg.storage.model_copy(
-                update={"runs_dir": str(run_dir.parent), "run_name": f"{run_dir.name}-frac{fraction:g}"}
-            ),
+            "storage": cfg.storage.model_copy(update={"runs_dir": sibling.parent, "run_name": sibling.name}),
         }
     )
-    log.info("low-data study: training a GAN on %g of the real train split (%s)", fraction, sibling.storage.run_name)
-    out = train_with_ray(sibling)
-    return load_run_generator(out.run_dir).G
+    log.info("low-data study: training a GAN on %g of the real train split (%s)", fraction, sibling.uri)
+    out = train_with_ray(sibling_cfg)
+    return load_run_generator(out.run).G
 
 
-def build_report(cfg: Config, run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    run_dir = Path(run_dir).resolve()
-    rcfg = run_config(run_dir, cfg)
+@dataclass(frozen=True)
+class ReportOutput:
+    uri: str  # the report directory: a path or an s3:// prefix
+    report: dict
+    markdown: str
+
+
+def build_report(cfg: Config, run: "RunDir | str | Path", out_dir: str | None = None) -> ReportOutput:
+    """Write the report into `out_dir` (default <run>/report), local or S3; staged locally for S3."""
+    run = RunDir.at(run, cfg.storage)
+    rcfg = run_config(run, cfg)
+    uri = str(out_dir) if out_dir is not None else run.join("report")
+    with _staged(uri, cfg) as out:
+        report = _build(rcfg, run, out)
+    return ReportOutput(uri, report, render_markdown(report))
+
+
+@contextlib.contextmanager
+def _staged(uri: str, cfg: Config) -> Iterator[Path]:
+    """A local directory to write the report into; on S3 uploaded afterwards, report.json last."""
+    if not is_s3(uri):
+        out = Path(uri).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        yield out
+        return
+    store = open_store(uri, cfg.storage)
+    store.check_writable()
+    with tempfile.TemporaryDirectory(prefix="ganray-report-") as tmp:
+        yield Path(tmp)
+        for path in sorted(Path(tmp).iterdir(), key=lambda p: (p.name == "report.json", p.name)):
+            store.upload_file(path, path.name)
+
+
+def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     e = rcfg.eval
-    out = Path(out_dir) if out_dir is not None else run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     # Load the data once; the run's split and each low-data fraction are subsets of the full train split.
     full = load_splits(rcfg.data.model_copy(update={"train_fraction": 1.0}), rcfg.storage)
     splits = Splits(_fraction(full, rcfg.data.train_fraction, rcfg.data.split_seed), full.test)
-    loaded = load_run_generator(run_dir)
+    loaded = load_run_generator(run)
     G = loaded.G
     if not G.num_classes:
         raise GanrayError("the report needs a class-conditional generator (model.arch=cdcgan): dcgan samples carry no labels")
@@ -89,7 +122,7 @@ def build_report(cfg: Config, run_dir: str | Path, out_dir: str | Path | None = 
     low_data = {}
     for f in e.report_fractions:
         subset = _fraction(full, f, rcfg.data.split_seed)
-        G_f = _fraction_generator(rcfg, run_dir, f)
+        G_f = _fraction_generator(rcfg, run, f)
         log.info("report: augmentation gain with %g of the real data (%d images)", f, len(subset))
         low_data[f"{f:g}"] = augmentation_gain(G_f, subset, full.test, e.report_samples, e.report_seeds, e.classifier_steps)
 
@@ -97,7 +130,7 @@ def build_report(cfg: Config, run_dir: str | Path, out_dir: str | Path | None = 
     z, y = fixed_inputs(G, rcfg.train.seed)
     (out / "samples_per_class.png").write_bytes(grid_png(generate(G, z, y), ncol=10))
     figures["samples"] = "samples_per_class.png"
-    if fid_curve(read_metrics(run_dir), out / "fid_over_steps.png"):
+    if fid_curve(read_metrics(run), out / "fid_over_steps.png"):
         figures["fid_curve"] = "fid_over_steps.png"
     bars = {"all real data": {"real only": (cas["real"]["mean"], cas["real"]["std"]), "synthetic only": (cas["synthetic"]["mean"], cas["synthetic"]["std"])}}
     for f, g in low_data.items():
@@ -109,7 +142,7 @@ def build_report(cfg: Config, run_dir: str | Path, out_dir: str | Path | None = 
     figures["accuracy"] = "accuracy.png"
 
     report = {
-        "run": str(run_dir),
+        "run": run.uri,
         "generator": {k: loaded.info[k] for k in ("arch", "step", "data_fingerprint")},
         "fidelity": {"extractor": e.extractor, "num_samples": e.num_samples, "real_split": e.real_split, "metrics": fidelity},
         "domain_classifier_test_accuracy": domain.test_accuracy,
@@ -121,9 +154,9 @@ def build_report(cfg: Config, run_dir: str | Path, out_dir: str | Path | None = 
         "figures": figures,
         "seconds": time.perf_counter() - start,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     (out / "report.md").write_text(render_markdown(report))
-    return out
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    return report
 
 
 def _pm(d: dict) -> str:

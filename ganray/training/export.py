@@ -1,6 +1,6 @@
 """Exported generators: the EMA weights plus everything needed to sample without the dataset.
 
-`<run>/generator/` (DESIGN.md) holds `generator.safetensors` and `generator.json`. BatchNorm
+`<run>/generator/` (DESIGN.md, on local disk or S3) holds `generator.safetensors` and `generator.json`. BatchNorm
 statistics are recalibrated before export, so the exported weights sample correctly as-is.
 """
 
@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,14 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ganray import __version__
-from ganray.config import ModelConfig
+from ganray.config import ModelConfig, StorageConfig
 from ganray.errors import GanrayError
 from ganray.fileio import sha256_file
 from ganray.metrics.names import SCORE_PREFIXES
 from ganray.models import build_generator
 from ganray.training.checkpoint import load_checkpoint
-from ganray.training.hooks import checkpoint_dirs, load_latest
-from ganray.training.run_dir import CHECKPOINTS, read_metrics
+from ganray.storage import is_s3, open_store
+from ganray.training.run_dir import RunDir, load_latest, read_metrics
 from ganray.training.sampling import recalibrate_batchnorm
 
 GENERATOR_DIR = "generator"
@@ -59,80 +60,109 @@ def _generator_from(meta: dict[str, Any], state: dict) -> nn.Module:
     return G.eval().requires_grad_(False)
 
 
-def _loaded(state: dict, meta: dict[str, Any], path: Path, scores: dict[str, float]) -> LoadedGenerator:
+def _loaded(state: dict, meta: dict[str, Any], path: str, scores: dict[str, float]) -> LoadedGenerator:
     """The recalibrated EMA generator of one checkpoint, with what generator.json records."""
     G = _generator_from(meta, state["G_ema"] if state.get("G_ema") is not None else state["G"])
     recalibrate_batchnorm(G)
     info = {k: meta[k] for k in ("arch", "model", "image_shape", "class_names", "data_fingerprint", "data_source")}
-    info.update(step=int(meta["step"]), checkpoint=str(path), metrics=scores)
+    info.update(step=int(meta["step"]), checkpoint=path, metrics=scores)
     return LoadedGenerator(G, info)
 
 
-def load_run_generator(run_dir: str | Path) -> LoadedGenerator:
-    """The EMA generator of a run's latest loadable checkpoint, BatchNorm recalibrated."""
-    run_dir = Path(run_dir)
-    found = load_latest(checkpoint_dirs(run_dir / CHECKPOINTS))
+def load_run_generator(run: "RunDir | str | Path", storage: StorageConfig | None = None) -> LoadedGenerator:
+    """The EMA generator of a run's latest loadable checkpoint (local or S3), BatchNorm recalibrated."""
+    run = RunDir.at(run, storage)
+    found = load_latest(run)
     if found is None:
-        raise GanrayError(f"run dir {str(run_dir)!r} has no checkpoints; train it first (ganray train) or fix the path")
-    state, meta, path = found
+        raise GanrayError(f"run dir {run.uri!r} has no checkpoints; train it first (ganray train) or fix the path")
+    state, meta, where = found
     step = int(meta["step"])
     scores = {}
-    for line in read_metrics(run_dir):
+    for line in read_metrics(run):
         if line.get("step") == step:
             scores.update({k: v for k, v in line.items() if k.startswith(SCORE_PREFIXES)})
-    return _loaded(state, meta, path, scores)
+    return _loaded(state, meta, where, scores)
 
 
-def export_generator(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write `<run>/generator/` (or `out_dir`) from the latest checkpoint; replaced atomically."""
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / GENERATOR_DIR
-    return write_generator(load_run_generator(run_dir), out)
+def export_generator(run: "RunDir | str | Path") -> str:
+    """Write `<run>/generator/` from the run's latest checkpoint; returns where it is."""
+    run = RunDir.at(run)
+    return write_generator(load_run_generator(run), run.join(GENERATOR_DIR), run.storage)
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, scores: dict[str, float]) -> Path:
     """Write an exported generator from one checkpoint directory (a sweep's best trial)."""
     state, meta = load_checkpoint(checkpoint)
     scores = {k: v for k, v in scores.items() if k.startswith(SCORE_PREFIXES)}
-    return write_generator(_loaded(state, meta, Path(checkpoint), scores), Path(out_dir))
+    return Path(write_generator(_loaded(state, meta, str(checkpoint), scores), Path(out_dir)))
 
 
-def write_generator(loaded: LoadedGenerator, out: Path) -> Path:
-    """generator.safetensors + generator.json, swapped in atomically so readers never see half."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in loaded.G.state_dict().items()}, str(tmp / WEIGHTS))
+def _write_files(loaded: LoadedGenerator, d: Path) -> None:
+    save_file({k: v.contiguous() for k, v in loaded.G.state_dict().items()}, str(d / WEIGHTS))
     info = {
         **{k: v for k, v in loaded.info.items() if k != "checkpoint"},
         "z_dim": loaded.G.z_dim,
         "num_classes": loaded.G.num_classes,
         "weights": WEIGHTS,
-        "weights_sha256": sha256_file(tmp / WEIGHTS),
+        "weights_sha256": sha256_file(d / WEIGHTS),
         "ganray_version": __version__,
     }
-    (tmp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True))
+    (d / INFO).write_text(json.dumps(info, indent=2, sort_keys=True))
+
+
+def write_generator(loaded: LoadedGenerator, out: str | Path, storage: StorageConfig | None = None) -> str:
+    """generator.safetensors + generator.json into a directory or an s3:// prefix.
+
+    Locally the directory is swapped in atomically. On S3 the weights go first and
+    generator.json, which carries their checksum, last, so a reader never trusts a mismatch.
+    """
+    if is_s3(str(out)):
+        store = open_store(str(out), storage)
+        with tempfile.TemporaryDirectory(prefix="ganray-export-") as tmp:
+            _write_files(loaded, Path(tmp))
+            store.upload_file(Path(tmp, WEIGHTS), WEIGHTS)
+            store.upload_file(Path(tmp, INFO), INFO)
+        return str(out).rstrip("/")
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _write_files(loaded, tmp)
     old = out.with_name(f".{out.name}.{os.getpid()}.old")
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
-    return out
+    return str(out)
 
 
-def load_generator(path: str | Path) -> LoadedGenerator:
-    """An exported generator directory; the weights are checked against generator.json first."""
-    d = Path(path)
+def load_generator(path: str | Path, storage: StorageConfig | None = None) -> LoadedGenerator:
+    """An exported generator directory or s3:// prefix; the weights are checked against generator.json first."""
+    if is_s3(str(path)):
+        store = open_store(str(path), storage)
+        with tempfile.TemporaryDirectory(prefix="ganray-generator-") as tmp:
+            for key in (INFO, WEIGHTS):
+                try:
+                    store.download_file(key, Path(tmp, key))
+                except FileNotFoundError:
+                    pass  # reported below, as for a local directory
+            loaded = _load_dir(Path(tmp), str(path))
+        return loaded
+    return _load_dir(Path(path), str(path))
+
+
+def _load_dir(d: Path, where: str) -> LoadedGenerator:
     try:
         info = json.loads((d / INFO).read_text())
     except FileNotFoundError:
-        raise GanrayError(f"{str(d)!r} has no {INFO}; point at an exported generator directory (<run>/generator)") from None
+        raise GanrayError(f"{where!r} has no {INFO}; point at an exported generator directory (<run>/generator)") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GanrayError(f"{str(d / INFO)!r} is corrupt; export the generator again") from None
-    weights = d / info.get("weights", WEIGHTS)
+        raise GanrayError(f"{where.rstrip('/')}/{INFO} is corrupt; export the generator again") from None
+    weights = d / WEIGHTS
     if not weights.is_file() or sha256_file(weights) != info.get("weights_sha256"):
-        raise GanrayError(f"generator weights {str(weights)!r} are missing or fail their checksum; export the generator again")
+        raise GanrayError(f"generator weights {where.rstrip('/')}/{WEIGHTS} are missing or fail their checksum; export the generator again")
     try:
         G = _generator_from(info, load_file(str(weights)))
     except (RuntimeError, KeyError, ValueError) as e:
-        raise GanrayError(f"generator {str(d)!r} does not match its generator.json ({str(e).splitlines()[0][:120]})") from None
+        raise GanrayError(f"generator {where!r} does not match its generator.json ({str(e).splitlines()[0][:120]})") from None
     return LoadedGenerator(G, info)

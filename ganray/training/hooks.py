@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ganray.config import Config
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.metrics.names import headline
-from ganray.training.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
-from ganray.training.run_dir import RunWriter
+from ganray.training.checkpoint import checkpoint_name, save_checkpoint
+from ganray.training.run_dir import CHECKPOINTS, RunDir, RunWriter
 from ganray.training.state import GANState
 
 log = logging.getLogger(__name__)
@@ -31,8 +30,8 @@ def checkpoint_meta(cfg: Config, data: ImageDataset) -> dict[str, Any]:
 
 
 class BaseHooks:
-    def __init__(self, run_dir: Path, rank: int, cfg: Config, data: ImageDataset) -> None:
-        self.writer = RunWriter(run_dir, rank)
+    def __init__(self, run: RunDir, rank: int, cfg: Config, data: ImageDataset) -> None:
+        self.writer = RunWriter(run, rank)
         self.rank, self.total = rank, cfg.train.steps
         self.meta = checkpoint_meta(cfg, data)
 
@@ -53,39 +52,19 @@ class BaseHooks:
 
 
 class LocalHooks(BaseHooks):
-    """Checkpoints straight into <run>/checkpoints, for runs without Ray (tests, baselines)."""
+    """Checkpoints straight into <run>/checkpoints, for runs without Ray on local disk (tests, baselines)."""
 
-    def __init__(self, run_dir: Path, rank: int, cfg: Config, data: ImageDataset) -> None:
-        super().__init__(run_dir, rank, cfg, data)
-        self.ckpt_root = Path(run_dir) / "checkpoints"
+    def __init__(self, run: RunDir, rank: int, cfg: Config, data: ImageDataset) -> None:
+        super().__init__(run, rank, cfg, data)
+        if run.local is None:
+            raise GanrayError("training without Ray writes to a local run dir only; use ganray train for S3")
+        self.ckpt_root = run.local / CHECKPOINTS
         self.keep = cfg.train.keep_checkpoints
 
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
         if self.rank != 0:
             return
+        self.writer.flush()
         save_checkpoint(self.ckpt_root / checkpoint_name(step), state.state_dict(), self.meta)
         for old in sorted(self.ckpt_root.glob("step_*"))[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def checkpoint_dirs(root: Path) -> list[Path]:
-    """Checkpoint directories under root, newest first."""
-    return sorted((p for p in Path(root).glob("step_*") if p.is_dir()), reverse=True)
-
-
-def load_latest(candidates: Iterable[Path]) -> tuple[dict, dict, Path] | None:
-    """The newest checkpoint that loads; corrupt ones are skipped with a warning."""
-    errors = []
-    for d in candidates:
-        try:
-            state, meta = load_checkpoint(d)
-            return state, meta, d
-        except GanrayError as e:
-            log.warning("skipping checkpoint: %s", e)
-            errors.append(str(e))
-    if errors:
-        raise GanrayError(
-            f"no loadable checkpoint ({errors[0]}); "
-            "move the run's checkpoints/ aside to start over, or choose another storage.run_name"
-        )
-    return None

@@ -8,23 +8,23 @@ from ganray.config import Config
 from ganray.data import load_splits
 from ganray.metrics.evaluator import loop_evaluate
 from ganray.training.export import export_generator
-from ganray.training.hooks import LocalHooks, checkpoint_dirs, load_latest
+from ganray.training.hooks import LocalHooks
 from ganray.training.loop import Worker, train_gan
-from ganray.training.run_dir import CHECKPOINTS, prepare_run_dir, truncate_metrics
+from ganray.training.run_dir import RunDir, load_latest, prepare_run_dir, truncate_metrics
 from ganray.training.state import GANState
 
 
 def train_local(cfg: Config, run_dir: Path, worker: Worker = Worker()) -> GANState:
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, cfg)
+    run = RunDir.at(run_dir, cfg.storage)
+    prepare_run_dir(run, cfg)
     splits = load_splits(cfg.data, cfg.storage)
     data = splits.train
-    found = load_latest(checkpoint_dirs(run_dir / CHECKPOINTS))
+    found = load_latest(run)
     resume = found[0] if found else None
     if resume is not None:
-        truncate_metrics(run_dir, int(resume["step"]))
+        truncate_metrics(run, int(resume["step"]))
     evaluate = loop_evaluate(cfg, splits, worker.device) if worker.rank == 0 else None
-    state = train_gan(cfg, data, LocalHooks(run_dir, worker.rank, cfg, data), worker, resume, evaluate)
+    state = train_gan(cfg, data, LocalHooks(run, worker.rank, cfg, data), worker, resume, evaluate)
     if worker.rank == 0:
-        export_generator(run_dir)
+        export_generator(run)
     return state

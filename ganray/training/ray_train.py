@@ -1,9 +1,9 @@
 """Ray Train around the plain loop: a TorchTrainer whose workers call `train_gan`.
 
-Checkpoints go through Ray Train (`ray.train.report`) into <run>/checkpoints, so Ray's own
-failure handling restarts workers from the latest one, and a new `fit()` with the same
-RunConfig(name, storage_path) resumes a stopped run at its step (Train V2 has no
-`resume_from_checkpoint`).
+Checkpoints go through Ray Train (`ray.train.report`) into <run>/checkpoints, on local disk or,
+through a pyarrow filesystem, on S3. Ray's own failure handling restarts workers from the latest
+one, and a new `fit()` with the same RunConfig(name, storage_path) resumes a stopped run at its
+step (Train V2 has no `resume_from_checkpoint`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import ray
 import ray.train
@@ -30,9 +30,17 @@ from ganray.metrics.extractors import inception
 from ganray.models import build_models
 from ganray.training.checkpoint import checkpoint_name, save_checkpoint
 from ganray.training.export import export_generator
-from ganray.training.hooks import BaseHooks, checkpoint_dirs, load_latest
+from ganray.training.hooks import BaseHooks
 from ganray.training.loop import Worker, train_gan
-from ganray.training.run_dir import CHECKPOINTS, prepare_run_dir, resolve_run_dir, truncate_metrics
+from ganray.training.run_dir import (
+    CHECKPOINTS,
+    RunDir,
+    checkpoint_names,
+    load_latest,
+    prepare_run_dir,
+    resolve_run_dir,
+    truncate_metrics,
+)
 from ganray.training.state import GANState
 
 log = logging.getLogger(__name__)
@@ -56,6 +64,7 @@ def ensure_ray(rc: RayConfig) -> None:
 class RayHooks(BaseHooks):
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
         report = {"step": step, **metrics}
+        self.writer.flush()  # metrics up to this checkpoint are durable before it is
         with tempfile.TemporaryDirectory(prefix="ganray-ckpt-") as tmp:
             ckpt = None
             if self.rank == 0:
@@ -65,44 +74,43 @@ class RayHooks(BaseHooks):
             ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=checkpoint_name(step))
 
 
-def _resume_state() -> dict | None:
-    """Latest Ray Train checkpoint, falling back to older ones if it is corrupt."""
+def _resume_state(run: RunDir) -> dict | None:
+    """Ray Train's latest checkpoint, falling back to older ones if it is corrupt."""
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
         return None
-    latest = Path(ckpt.path)
-    candidates = [latest] + [d for d in checkpoint_dirs(latest.parent) if d.name < latest.name]
-    found = load_latest(candidates)
+    latest = PurePosixPath(ckpt.path).name
+    found = load_latest(run, [latest] + [n for n in checkpoint_names(run) if n < latest])
     if found is None:
         return None
-    state, _, path = found
-    log.info("resuming from checkpoint %s", path)
+    state, _, where = found
+    log.info("resuming from checkpoint %s", where)
     return state
 
 
 def _train_worker(config: dict) -> None:
     setup_logging()
     cfg = Config.model_validate(config["cfg"])
-    run_dir = Path(config["run_dir"])
+    run: RunDir = config["run"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
     device = ray.train.torch.get_device() if cfg.ray.use_gpu else torch.device("cpu")
     splits = load_splits(cfg.data, cfg.storage)
     data = splits.train
-    resume = _resume_state()
+    resume = _resume_state(run)
     if rank == 0 and resume is not None:
-        truncate_metrics(run_dir, int(resume["step"]))
+        truncate_metrics(run, int(resume["step"]))
     evaluate = loop_evaluate(cfg, splits, device, config.get("domain")) if rank == 0 else None
-    train_gan(cfg, data, RayHooks(run_dir, rank, cfg, data), Worker(rank, world, device), resume, evaluate)
+    train_gan(cfg, data, RayHooks(run, rank, cfg, data), Worker(rank, world, device), resume, evaluate)
 
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    run_dir: Path
-    checkpoint: Path | None
+    run: RunDir
+    checkpoint: str | None  # where the final checkpoint is (a path or an s3:// URI)
     resumed: bool
-    generator: Path | None = None  # <run>/generator, exported from the final checkpoint
+    generator: str | None = None  # <run>/generator, exported from the final checkpoint
 
 
 def train_with_ray(cfg: Config) -> TrainOutcome:
@@ -120,9 +128,10 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
             loop_config["domain"] = domain_payload(prepare_domain(cfg, splits))
         else:
             inception(cfg.eval.inception_weights or "")
-    run_dir = resolve_run_dir(cfg)
-    resumed = prepare_run_dir(run_dir, cfg)
-    loop_config["run_dir"] = str(run_dir)
+    run = resolve_run_dir(cfg)
+    resumed = prepare_run_dir(run, cfg)
+    loop_config["run"] = run
+    storage_path, filesystem = run.ray_storage()
     ensure_ray(cfg.ray)
     trainer = TorchTrainer(
         _train_worker,
@@ -135,12 +144,13 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
         ),
         run_config=RunConfig(
             name=CHECKPOINTS,
-            storage_path=str(run_dir),
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
         ),
     )
-    log.info("training %s on %s with %d Ray Train workers into %s", cfg.model.arch, cfg.data.source, cfg.ray.num_workers, run_dir)
+    log.info("training %s on %s with %d Ray Train workers into %s", cfg.model.arch, cfg.data.source, cfg.ray.num_workers, run.uri)
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as e:
@@ -148,6 +158,7 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
         if user is not None:
             raise user from None
         raise
-    ckpt = Path(result.checkpoint.path) if result.checkpoint is not None else None
-    generator = export_generator(run_dir) if ckpt is not None else None
-    return TrainOutcome(run_dir, ckpt, resumed, generator)
+    if result.checkpoint is None:
+        return TrainOutcome(run, None, resumed)
+    ckpt = run.join(f"{CHECKPOINTS}/{PurePosixPath(result.checkpoint.path).name}")
+    return TrainOutcome(run, ckpt, resumed, export_generator(run))

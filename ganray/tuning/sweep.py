@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ganray.config import Config, dump_config, validate_config
+from ganray.config import Config, dump_config, parse_config
 from ganray.data import load_splits
 from ganray.data.base import Splits
 from ganray.errors import GanrayError
@@ -161,9 +159,9 @@ def _prepare_sweep_dir(loc: SweepLocation, cfg: Config) -> bool:
         loc.store.write_bytes("config.yaml", dump_config(cfg).encode())
         return False
     try:
-        old = validate_config(yaml.safe_load(raw.decode()))
-    except (GanrayError, yaml.YAMLError, UnicodeDecodeError) as e:
-        raise GanrayError(f"sweep dir {loc.uri!r} holds an unreadable config.yaml ({type(e).__name__}); choose another storage.run_name") from None
+        old = parse_config(raw)
+    except GanrayError as e:
+        raise GanrayError(f"sweep dir {loc.uri!r} holds an unreadable config.yaml ({e}); choose another storage.run_name") from None
     if old.fingerprint(*_SWEEP_SECTIONS) != cfg.fingerprint(*_SWEEP_SECTIONS):
         raise GanrayError(
             f"sweep dir {loc.uri!r} holds a sweep with a different config; resume it with its own "
