@@ -34,8 +34,12 @@ def _ray(env: dict, *args: str, timeout: int = 120, check: bool = True) -> subpr
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory):
-    """A 2-CPU head on 127.0.0.1 with its own ports, temp dir and auth token; stopped at the end."""
+def head(tmp_path_factory, s3):
+    """A 2-CPU head on 127.0.0.1 with its own ports, temp dir and auth token; stopped at the end.
+
+    Its processes see the test S3 server through AWS_* variables, as cluster nodes see S3 through
+    their instance profile.
+    """
     root = tmp_path_factory.mktemp("head")
     token = root / "auth_token"
     token.write_text(uuid.uuid4().hex)
@@ -44,6 +48,7 @@ def head(tmp_path_factory):
     # `python` in a job's entrypoint is the one on the head's PATH: this venv's, as on a cluster node.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_TRAIN_V2_ENABLED="1", PYTHONUNBUFFERED="1")
+    env.update(s3.env())
     gcs, dash, client, agent_grpc, agent_http, metrics, runtime_env, node_mgr, obj_mgr = free_ports(9)
     temp = Path("/tmp") / f"ray-e2e-{uuid.uuid4().hex[:6]}"  # short: Ray's socket paths have a length limit
     # `--block` keeps this head's processes under one process group that teardown can end;
@@ -88,9 +93,9 @@ def submit(env: dict, job: str, *args: str, timeout: int = 420) -> dict:
     return {"id": sid, "status": status, "logs": logs}
 
 
-def sets(root: Path, *extra: str) -> list[str]:
+def sets(runs: str, *extra: str) -> list[str]:
     pairs = [
-        f"storage.runs_dir={root / 'runs'}", f"storage.cache_dir={CACHE_DIR}", "storage.run_name=job",
+        f"storage.runs_dir={runs}", f"storage.cache_dir={CACHE_DIR}", "storage.run_name=job",
         "model.width=0.25", "train.batch_size=32", "train.steps=20", "train.log_every=10", "train.sample_every=10",
         "train.checkpoint_every=10", "ray.num_workers=1", "eval.every=10", "eval.num_samples=200", "eval.classifier_steps=150",
         *extra,
@@ -98,38 +103,43 @@ def sets(root: Path, *extra: str) -> list[str]:
     return [a for p in pairs for a in ("--set", p)]
 
 
-def test_train_evaluate_generate_and_tune_jobs_succeed_on_a_real_head(head):
+def test_train_evaluate_generate_and_tune_jobs_succeed_on_a_real_head(head, aws_env):
+    """Train, evaluate and generate with everything on S3; the sweep on local disk."""
+    from ganray.storage import open_store
+
     env, root = head
+    s3root = f"s3://{aws_env.create_bucket('ganray-jobs')}/{root.name}"
     # Security stays on: without the token the job API refuses the submission.
     no_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN_PATH",)}
     no_token["HOME"] = str(root)  # no ~/.ray/auth_token to fall back on
     refused = _ray(no_token, "job", "list", timeout=60, check=False)
     assert refused.returncode != 0
 
-    train = submit(env, "train", *sets(root))
+    runs = f"{s3root}/runs"
+    train = submit(env, "train", *sets(runs))
     assert "succeeded" in train["status"], train["logs"][-3000:]
-    run = root / "runs" / "job"
-    assert (run / "generator" / "generator.json").is_file()
-    assert [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()][-1] == 20
+    run = open_store(f"{runs}/job")
+    assert run.exists("generator/generator.json") and run.exists("checkpoints/step_0000020/state.pt")
+    assert [json.loads(l)["step"] for l in run.read_bytes("metrics.jsonl").decode().splitlines()][-1] == 20
 
-    evaluate = submit(env, "evaluate", *sets(root))
+    evaluate = submit(env, "evaluate", *sets(runs))
     assert "succeeded" in evaluate["status"], evaluate["logs"][-3000:]
-    result = json.loads((run / "evaluation.json").read_text())
+    result = json.loads(run.read_bytes("evaluation.json"))
     assert result["generator_step"] == 20 and result["metrics"]["fid_domain"] > 0
 
-    shards = root / "shards"
-    gen = submit(env, "generate", "--run", str(run), "--out", str(shards),
-                 *sets(root, "generate.num_samples=150", "generate.shard_size=100"))
+    shards = f"{s3root}/shards"
+    gen = submit(env, "generate", "--run", f"{runs}/job", "--out", shards,
+                 *sets(runs, "generate.num_samples=150", "generate.shard_size=100"))
     assert "succeeded" in gen["status"], gen["logs"][-3000:]
-    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest = json.loads(open_store(shards).read_bytes("manifest.json"))
     assert manifest["num_samples"] == 150 and [e["nsamples"] for e in manifest["shardlist"]] == [100, 50]
 
-    tune = submit(env, "tune", *sets(root, "storage.run_name=sweep", "tune.num_samples=2", "tune.scheduler=fifo",
+    tune = submit(env, "tune", *sets(str(root / "runs"), "storage.run_name=sweep", "tune.num_samples=2", "tune.scheduler=fifo",
                                      "tune.space={train.lr_g: {loguniform: [0.0001, 0.001]}}", "eval.metrics=[fid]"))
     assert "succeeded" in tune["status"], tune["logs"][-3000:]
     rows = json.loads((root / "runs" / "sweep" / "results.json").read_text())["rows"]
     assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
     assert (root / "runs" / "sweep" / "generator" / "generator.json").is_file()
 
-    bad = submit(env, "train", *sets(root, "train.steps=ten"), timeout=120)
+    bad = submit(env, "train", *sets(runs, "train.steps=ten"), timeout=120)
     assert "failed" in bad["status"] and "train.steps" in bad["logs"]

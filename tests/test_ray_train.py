@@ -99,3 +99,53 @@ def test_train_with_ray_then_resume_at_the_same_step(ray_local, tmp_path):
     assert state["step"] == 20 and meta["arch"] == "cdcgan"
     # Ray Train kept the newest keep_checkpoints=3.
     assert checkpoint_names(run) == ["step_0000020", "step_0000015", "step_0000010"]
+
+
+def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, aws_env, tmp_path, capsys, caplog):
+    """storage.runs_dir=s3://...: the DESIGN.md layout on S3, nothing on local disk, every command reads it."""
+    import json
+
+    from ganray.cli import main
+    from ganray.storage import open_store
+    from ganray.training.export import load_run_generator
+    from ganray.training.run_dir import RunDir
+
+    root = f"s3://{aws_env.create_bucket('ganray-runs')}/{tmp_path.name}"
+    first = train_with_ray(tiny_config(tmp_path, f"storage.runs_dir={root}", "train.steps=10", "eval.every=10"))
+    run_uri = f"{root}/run"
+    assert first.run.uri == run_uri and first.run.local is None and not first.resumed
+    assert not (tmp_path / "run").exists()
+    store = open_store(run_uri)
+    keys = {o.key for o in store.list()}
+    for key in ("config.yaml", "metrics.jsonl", "samples/step_0000005.png", "samples/step_0000010.png",
+                "checkpoints/step_0000010/state.pt", "checkpoints/step_0000010/meta.json",
+                "generator/generator.json", "generator/generator.safetensors"):
+        assert key in keys, key
+    assert first.checkpoint == f"{run_uri}/checkpoints/step_0000010"
+
+    # The same command with more steps resumes from the checkpoint on S3.
+    out = train_with_ray(tiny_config(tmp_path, f"storage.runs_dir={root}", "train.steps=20", "eval.every=10"))
+    assert out.resumed and out.checkpoint == f"{run_uri}/checkpoints/step_0000020"
+    lines = read_metrics(out.run)
+    assert [m["step"] for m in lines] == [5, 10, 15, 20]
+    assert [m["step"] for m in lines if "fid_domain" in m] == [10, 20]
+    assert checkpoint_names(out.run) == ["step_0000020", "step_0000015", "step_0000010"]
+    exported = load_generator(out.generator)
+    assert exported.info["step"] == 20 and exported.info["metrics"]["fid_domain"] == lines[-1]["fid_domain"]
+    assert exported.fingerprint == load_run_generator(out.run).fingerprint
+
+    common = ["--set", f"storage.cache_dir={tiny_config(tmp_path).storage.cache_dir}", "--set", "eval.num_samples=100"]
+    assert main(["evaluate", "--run", run_uri, *common]) == 0
+    result = json.loads(store.read_bytes("evaluation.json"))
+    assert result["source"] == f"run:{run_uri}" and result["generator_step"] == 20 and result["metrics"]["fid_domain"] > 0
+    shards = f"{root}/shards"
+    assert main(["generate", "--generator", f"{run_uri}/generator", "--out", shards, "--set", "generate.num_samples=40",
+                 "--set", "generate.shard_size=20", "--set", "generate.num_actors=1"]) == 0
+    manifest = json.loads(open_store(shards).read_bytes("manifest.json"))
+    assert manifest["num_samples"] == 40 and len(manifest["shardlist"]) == 2
+    assert manifest["generator"] == exported.fingerprint
+
+    # A corrupt latest checkpoint on S3 is skipped, and the warning names it by its S3 URI.
+    store.write_bytes("checkpoints/step_0000020/state.pt", b"torn")
+    assert load_run_generator(RunDir.at(run_uri)).info["step"] == 15
+    assert f"{run_uri}/checkpoints/step_0000020/state.pt" in caplog.text and "fails its checksum" in caplog.text

@@ -301,6 +301,8 @@ class S3Store:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix)
             for page in pages:
                 for obj in page.get("Contents", []):
+                    if obj["Key"].endswith("/"):
+                        continue  # a directory marker (pyarrow writes them for Ray's checkpoints), not an object
                     out.append(ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), None))
         return sorted(out, key=lambda o: o.key)
 
