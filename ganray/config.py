@@ -252,10 +252,15 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
+def _printable(text: str) -> str:
+    """User-supplied key names may hold newlines or control characters; errors stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
+    loc = _printable(".".join(str(p) for p in first["loc"]))
+    msg = _printable(first["msg"])
     if first["type"] == "extra_forbidden":
         return f"unknown config key '{loc}'; check the spelling (see README, Configuration)"
     if first["type"] in {"model_type", "model_attributes_type", "dict_type"}:

@@ -19,6 +19,7 @@ from ganray.cli import main
 from ganray.config import DataConfig
 from ganray.data import load_splits
 from ganray.data.wds import load_shards
+from ganray.errors import GanrayError
 from ganray.generation.jobs import augment, generate
 from ganray.generation.manifest import KIND
 from ganray.generation.plan import ShardPlan, class_counts
@@ -141,6 +142,32 @@ def test_s3_rerun_writes_nothing_and_deleted_shards_alone_are_rewritten(tmp_path
     splits = load_splits(DataConfig(source="wds", path=uri, test_fraction=0.2))
     assert len(splits.train) + len(splits.test) == N
     assert tuple(splits.train.class_names) == tuple(loaded.info["class_names"])
+
+
+def test_a_store_down_mid_run_is_one_error_and_the_rerun_writes_only_what_is_missing(tmp_path, ray_local, generator_dir, aws_env):
+    """S3 goes down (503 SlowDown to everything) after three shard uploads, for longer than the retries."""
+    from faultproxy import FaultProxy
+
+    proxy = FaultProxy(aws_env.endpoint)
+    try:
+        uri = f"s3://{aws_env.create_bucket('ganray-gen')}/{tmp_path.name}/down"
+        cfg = gen_config(tmp_path, uri, "generate.num_samples=500", "generate.num_actors=1",
+                         f"storage.endpoint_url={proxy.endpoint}", "storage.max_attempts=2")
+        loaded = load_generator(generator_dir)
+        proxy.down_after(lambda m, p, q: m == "PUT" and p.endswith(".tar"), 3)
+        with pytest.raises(GanrayError) as e:
+            generate(cfg, loaded)
+        assert "kept failing" in str(e.value) and "SlowDown" in str(e.value) and "\n" not in str(e.value)
+        assert not open_store(uri, cfg.storage.model_copy(update={"endpoint_url": aws_env.endpoint})).exists("manifest.json")
+        proxy.down = False
+        again = generate(cfg, loaded)
+    finally:
+        proxy.stop()
+    assert len(again.kept) >= 2 and not set(again.kept) & set(again.written)
+    assert sorted(again.kept + again.written) == [0, 1, 2, 3, 4]
+    clean = generate(gen_config(tmp_path, str(tmp_path / "clean"), "generate.num_samples=500", "generate.num_actors=1"), loaded)
+    assert again.manifest["shardlist"] == clean.manifest["shardlist"]  # the same bytes as a run without faults
+    assert again.manifest["num_samples"] == 500
 
 
 def test_a_killed_actor_loses_and_duplicates_nothing(tmp_path, ray_local, generator_dir):

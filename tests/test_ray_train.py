@@ -149,3 +149,45 @@ def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, 
     store.write_bytes("checkpoints/step_0000020/state.pt", b"torn")
     assert load_run_generator(RunDir.at(run_uri)).info["step"] == 15
     assert f"{run_uri}/checkpoints/step_0000020/state.pt" in caplog.text and "fails its checksum" in caplog.text
+
+
+def test_a_sigkilled_worker_is_replaced_and_training_ends_at_the_requested_step(ray_local, tmp_path):
+    """SIGKILL one of two DDP workers mid-run: Ray Train restarts the group from the latest checkpoint."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    run = tmp_path / "run"
+    cfg = tiny_config(tmp_path, "ray.num_workers=2", "train.steps=200", "train.checkpoint_every=20",
+                      "train.sample_every=100", "ray.max_failures=2")
+    killed: list[tuple[int, bool]] = []
+
+    def kill_one_worker_after_step_40() -> None:
+        deadline = time.monotonic() + 240
+        while not (run / "checkpoints" / "step_0000040" / "state.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            if "RayTrainWorker" in " ".join(p.info["cmdline"] or []):
+                finished = (run / "checkpoints" / "step_0000200").exists()
+                os.kill(p.info["pid"], signal.SIGKILL)
+                killed.append((p.info["pid"], finished))
+                return
+
+    killer = threading.Thread(target=kill_one_worker_after_step_40)
+    killer.start()
+    out = train_with_ray(cfg)
+    killer.join()
+    assert len(killed) == 1 and killed[0][1] is False, killed  # killed mid-run, before the last checkpoint
+    assert not psutil.pid_exists(killed[0][0]) or psutil.Process(killed[0][0]).status() == psutil.STATUS_ZOMBIE
+    assert out.checkpoint.endswith("/step_0000200")
+    # Lines past the checkpoint the group restarted from were dropped: every logged step appears once.
+    lines = read_metrics(run)
+    assert [m["step"] for m in lines] == list(range(5, 201, 5))
+    # The restart shows as the one long pause, right after a checkpoint step at or after step 40.
+    gaps = [(b["time"] - a["time"], a["step"]) for a, b in zip(lines, lines[1:])]
+    pause, after = max(gaps)
+    assert pause > 2 and after % 20 == 0 and after >= 40, gaps
+    assert load_generator(out.generator).info["step"] == 200

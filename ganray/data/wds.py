@@ -55,24 +55,44 @@ def _read_shard(data: bytes, where: str, channels: int) -> tuple[list[np.ndarray
             label = int(s["cls"].decode().strip())
             with Image.open(io.BytesIO(s["png"])) as im:
                 arr = np.asarray(to_mode(im, channels))
-        except (ValueError, OSError) as e:
+            meta = json.loads(s["json"]) if "json" in s else {}
+        except (ValueError, OSError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise GanrayError(f"sample {key!r} in {where!r} is corrupt ({type(e).__name__}); regenerate the shard") from None
-        if "json" in s:
-            meta = json.loads(s["json"])
-            if isinstance(meta.get("class_name"), str):
-                names[label] = meta["class_name"]
+        if label < 0:
+            raise GanrayError(f"sample {key!r} in {where!r} has a negative class index {label}; regenerate the shard")
+        if isinstance(meta, dict) and isinstance(meta.get("class_name"), str):
+            names[label] = meta["class_name"]
         images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
         labels.append(label)
     return images, labels, names
 
 
 def _manifest(store: Store) -> dict | None:
+    """The manifest, checked for the fields a reader relies on: a shard list of relative .tar keys."""
+    where = store.uri("manifest.json")
     try:
-        return json.loads(store.read_bytes("manifest.json"))
+        manifest = json.loads(store.read_bytes("manifest.json"))
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GanrayError(f"{store.uri('manifest.json')!r} is corrupt; regenerate the output or remove the manifest") from None
+        raise GanrayError(f"{where!r} is corrupt; regenerate the output or remove the manifest") from None
+    shards = manifest.get("shardlist") if isinstance(manifest, dict) else None
+    names = manifest.get("class_names") if isinstance(manifest, dict) else None
+    if (
+        not isinstance(shards, list)
+        or not all(isinstance(e, dict) and _plain_shard_key(e.get("url")) for e in shards)
+        or not (names is None or (isinstance(names, list) and all(isinstance(n, str) for n in names)))
+    ):
+        raise GanrayError(
+            f"{where!r} is not a ganray manifest (needs a shardlist of shard-*.tar urls under the same prefix); "
+            "regenerate the output or remove the manifest"
+        )
+    return manifest
+
+
+def _plain_shard_key(url: object) -> bool:
+    """A shard next to the manifest: no directories, `..` or absolute paths, so a manifest can't point elsewhere."""
+    return isinstance(url, str) and url.endswith(".tar") and "/" not in url and "\\" not in url and url not in {".", ".."}
 
 
 def load_shards(root: str | Path, channels: int = 1, storage: StorageConfig | None = None) -> ImageDataset:
@@ -89,7 +109,16 @@ def load_shards(root: str | Path, channels: int = 1, storage: StorageConfig | No
     keys = [e["url"] for e in manifest["shardlist"]] if manifest else shard_keys(store)
     images, labels, names = [], [], {}
     for key in keys:
-        i, l, n = _read_shard(store.read_bytes(key), store.uri(key), channels)
+        try:
+            data = store.read_bytes(key)
+        except FileNotFoundError:
+            raise GanrayError(f"shard {store.uri(key)!r} listed in the manifest is missing; rerun the generate command to restore it") from None
+        i, l, n = _read_shard(data, store.uri(key), channels)
+        if manifest and manifest.get("class_names") and l and max(l) >= len(manifest["class_names"]):
+            raise GanrayError(
+                f"shard {store.uri(key)!r} has class index {max(l)} but the manifest names "
+                f"{len(manifest['class_names'])} classes; regenerate the output or fix manifest.json"
+            )
         images += i
         labels += l
         names.update(n)

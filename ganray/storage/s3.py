@@ -53,6 +53,9 @@ _MISSING_CODES = {"NoSuchKey", "NotFound", "404"}
 _DENIED_CODES = {"AccessDenied", "Forbidden", "403", "AllAccessDisabled", "AccountProblem"}
 _EXPIRED_CODES = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired", "InvalidToken"}
 _DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
+_RERUN = "rerun the same command once the store is healthy (finished work is kept; raise storage.max_attempts to wait longer)"
+# What boto3's standard retry mode retries; still failing after max_attempts means the store is down or overloaded.
+_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling", "ThrottlingException"}
 
 _clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
@@ -108,7 +111,7 @@ def _make_client(endpoint_url: str | None, region: str | None, max_attempts: int
 
     custom = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = BotoConfig(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},  # max_attempts would count retries only
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=MAX_CONCURRENCY + 2,
@@ -186,6 +189,7 @@ class S3Store:
             ClientError,
             ConnectTimeoutError,
             EndpointConnectionError,
+            HTTPClientError,
             NoCredentialsError,
             PartialCredentialsError,
         )
@@ -202,6 +206,11 @@ class S3Store:
             raise GanrayError(
                 f"cannot reach the S3 endpoint {self._endpoint()} for {where}; "
                 "check storage.endpoint_url (or $AWS_ENDPOINT_URL) and that the server is up"
+            ) from None
+        except HTTPClientError as e:  # connections reset or timing out, after every retry
+            raise GanrayError(
+                f"the connection to the S3 endpoint {self._endpoint()} kept failing for {where} "
+                f"({type(e).__name__}) after {self.max_attempts} attempts; {_RERUN}"
             ) from None
         except ClientError as e:
             err = self._translate(e, where)
@@ -233,6 +242,11 @@ class S3Store:
             return GanrayError(
                 f"access to {where} denied (HTTP 403); check the access key and secret key "
                 "and that they may read and write this bucket"
+            )
+        if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+            return GanrayError(
+                f"S3 at {self._endpoint()} kept failing for {where} ({code or 'error'}, HTTP {status}) "
+                f"after {self.max_attempts} attempts; {_RERUN}"
             )
         if code in _DIGEST_CODES:
             return GanrayError(

@@ -18,6 +18,7 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
+import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -38,6 +39,7 @@ from ganray.training.run_dir import (
     checkpoint_names,
     load_latest,
     prepare_run_dir,
+    prune_checkpoints,
     resolve_run_dir,
     truncate_metrics,
 )
@@ -74,17 +76,33 @@ class RayHooks(BaseHooks):
             ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=checkpoint_name(step))
 
 
-def _resume_state(run: RunDir) -> dict | None:
-    """Ray Train's latest checkpoint, falling back to older ones if it is corrupt."""
+def _resume_state(run: RunDir, rank: int, world: int) -> dict | None:
+    """The newest loadable checkpoint in the run dir, the same one on every rank.
+
+    Not only Ray Train's latest: a worker killed right after persisting a checkpoint can die
+    before the controller registers it, and `get_checkpoint()` then returns an older one or
+    none at all (seen with a SIGKILL: the group restarted from step 0 with step 40 on disk).
+    Every checkpoint directory is verified by its checksum, so the newest that loads is safe.
+    Rank 0 chooses and broadcasts, so all ranks load the same step.
+    """
     ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return None
-    latest = PurePosixPath(ckpt.path).name
-    found = load_latest(run, [latest] + [n for n in checkpoint_names(run) if n < latest])
+    registered = PurePosixPath(ckpt.path).name if ckpt is not None else None
+    chosen: list[str | None] = [None]
+    if rank == 0:
+        candidates = sorted({*checkpoint_names(run), *([registered] if registered else [])}, reverse=True)
+        found = load_latest(run, candidates)
+        chosen = [found[2].rsplit("/", 1)[-1] if found else None]
+    if world > 1:
+        dist.broadcast_object_list(chosen, src=0)
+    if rank != 0:
+        found = load_latest(run, [chosen[0]]) if chosen[0] else None
     if found is None:
         return None
     state, _, where = found
-    log.info("resuming from checkpoint %s", where)
+    if registered is not None and not where.endswith(registered):
+        log.info("Ray Train registered %s; resuming from the newer or only loadable %s", registered, where)
+    else:
+        log.info("resuming from checkpoint %s", where)
     return state
 
 
@@ -98,7 +116,7 @@ def _train_worker(config: dict) -> None:
     device = ray.train.torch.get_device() if cfg.ray.use_gpu else torch.device("cpu")
     splits = load_splits(cfg.data, cfg.storage)
     data = splits.train
-    resume = _resume_state(run)
+    resume = _resume_state(run, rank, world)
     if rank == 0 and resume is not None:
         truncate_metrics(run, int(resume["step"]))
     evaluate = loop_evaluate(cfg, splits, device, config.get("domain")) if rank == 0 else None
@@ -160,5 +178,8 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
         raise
     if result.checkpoint is None:
         return TrainOutcome(run, None, resumed)
+    stale = prune_checkpoints(run, cfg.train.keep_checkpoints)
+    if stale:
+        log.info("removed checkpoints Ray Train never registered (a worker died first): %s", ", ".join(stale))
     ckpt = run.join(f"{CHECKPOINTS}/{PurePosixPath(result.checkpoint.path).name}")
     return TrainOutcome(run, ckpt, resumed, export_generator(run))

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -229,6 +230,23 @@ def checkpoint_files(run: RunDir, name: str) -> Iterator[Path]:
         for obj in store.list(prefix):
             store.download_file(obj.key, Path(tmp, obj.key[len(prefix) :]))
         yield Path(tmp)
+
+
+def prune_checkpoints(run: RunDir, keep: int) -> list[str]:
+    """Delete all but the newest `keep` checkpoints; returns the deleted names.
+
+    Ray Train prunes the checkpoints it registered; one persisted by a worker that died before
+    the controller registered it stays behind unless removed here.
+    """
+    stale = checkpoint_names(run)[keep:]
+    for name in stale:
+        if run.local is not None:
+            shutil.rmtree(run.local / CHECKPOINTS / name, ignore_errors=True)
+        else:
+            store = run.store
+            for obj in store.list(f"{CHECKPOINTS}/{name}/"):
+                store.delete(obj.key)
+    return stale
 
 
 def load_latest(run: RunDir, names: list[str] | None = None) -> tuple[dict, dict, str] | None:
