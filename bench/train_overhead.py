@@ -78,10 +78,9 @@ def main() -> int:
     setup_logging("WARNING")
     threads = [int(t) for t in args.threads.split(",")]
     root = Path(tempfile.mkdtemp(prefix="ganray-bench-"))
-    import ray
+    from ganray.ray_session import start_local_ray
 
-    ray.init(num_cpus=max(threads), _node_ip_address="127.0.0.1", include_dashboard=True,
-             dashboard_host="127.0.0.1", logging_level="WARNING", log_to_driver=False)
+    start_local_ray(num_cpus=max(threads), logging_level="WARNING", log_to_driver=False)
     rows = [measure(root, args.overrides, args.steps, t, args.repeats) for t in threads]
     print(f"{'threads':>7}  {'plain img/s':>12}  {'Ray Train img/s':>16}  {'ratio':>6}  target >= {TARGET}")
     for r in rows:

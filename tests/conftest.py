@@ -46,16 +46,11 @@ def ray_local(s3):
     """
     import ray
 
+    from ganray.ray_session import start_local_ray
+
     if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            _node_ip_address="127.0.0.1",
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            log_to_driver=True,
-            logging_level="WARNING",
-            runtime_env={"env_vars": s3.env()},
-        )
+        # The same loopback-only local Ray that `ganray` starts when there is no cluster.
+        start_local_ray(num_cpus=2, logging_level="WARNING", runtime_env={"env_vars": s3.env()})
     yield ray
     ray.shutdown()
 

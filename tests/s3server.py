@@ -198,3 +198,21 @@ def start_s3_server(timeout_s: float = START_TIMEOUT_S) -> S3Server:
     tail = server.log_tail()
     server.stop()
     raise RuntimeError(f"SeaweedFS S3 did not answer on {server.endpoint} within {timeout_s:.0f}s; its log ends:\n{tail}")
+
+
+def find_leaks(secrets: list[str], stores=(), dirs=(), texts=()) -> list[str]:
+    """Where any of `secrets` appears: objects of `stores`, files under `dirs`, or `texts`; [] when nowhere."""
+    needles = [s.encode() for s in secrets]
+    found = []
+    for store in stores:
+        for obj in store.list():
+            data = store.read_bytes(obj.key)
+            found += [store.uri(obj.key) for n in needles if n in data]
+    for d in dirs:
+        for p in Path(d).rglob("*"):
+            if p.is_file() and not p.is_symlink():
+                data = p.read_bytes()
+                found += [str(p) for n in needles if n in data]
+    for i, t in enumerate(texts):
+        found += [f"text #{i}" for n in needles if n in (t.encode() if isinstance(t, str) else t)]
+    return found

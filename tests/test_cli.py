@@ -103,3 +103,38 @@ def test_demo_runs_the_whole_pipeline_and_summarizes_it(capsys, tmp_path, ray_lo
     report = json.loads((run / "report" / "report.json").read_text())
     assert report["train_on_synthetic"]["ratio"] == pytest.approx(ratio, abs=2e-3)
     assert (run / "generator" / "generator.json").is_file() and (run / "report" / "report.md").is_file()
+
+
+def test_ctrl_c_stops_training_cleanly_and_the_same_command_resumes(tmp_path, ray_local):
+    """SIGINT a `ganray train` process mid-run: exit 130 with the resume hint; the rerun continues, not restarts."""
+    import os
+    import signal
+    import time
+
+    from conftest import CACHE_DIR
+    from ganray.training.run_dir import read_metrics
+
+    sets = [
+        "model.width=0.25", "train.batch_size=32", "train.steps=300", "train.log_every=10", "train.sample_every=100",
+        "train.checkpoint_every=20", "ray.num_workers=1", f"storage.runs_dir={tmp_path}", "storage.run_name=run",
+        f"storage.cache_dir={CACHE_DIR}", "eval.every=0", f"ray.address={ray_local.get_runtime_context().gcs_address}",
+    ]
+    argv = ["train", *(a for s in sets for a in ("--set", s))]
+    proc = subprocess.Popen([sys.executable, "-m", "ganray.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    ckpt = tmp_path / "run" / "checkpoints" / "step_0000040" / "meta.json"
+    deadline = time.monotonic() + 180
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert ckpt.exists(), "no checkpoint in time"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "ganray train: interrupted; run the same command again to resume"
+    stopped_at = read_metrics(tmp_path / "run")[-1]["step"]
+    assert 40 <= stopped_at < 300
+
+    assert main(argv) == 0
+    steps = [m["step"] for m in read_metrics(tmp_path / "run")]
+    assert steps == list(range(10, 301, 10))  # resumed from a checkpoint: each step once, none missing
+    assert json.loads((tmp_path / "run" / "generator" / "generator.json").read_text())["step"] == 300

@@ -282,3 +282,48 @@ def test_shards_of_an_interrupted_different_run_do_not_join_the_output(tmp_path,
     assert sorted(shard_files(out)) == ["shard-000000.tar", "shard-000001.tar"]
     assert sorted(p.name for p in (out / "_parts").iterdir()) == ["shard-000000.json", "shard-000001.json"]
     assert len(load_shards(out)) == 150
+
+
+def test_100k_images_to_s3_have_exact_counts_and_actor_memory_stays_bounded(tmp_path, ray_local, generator_dir, aws_env):
+    """Load: 100,000 images (20 shards) to the S3 server; RSS of each actor sampled while it runs."""
+    import logging
+
+    import psutil
+
+    uri = f"s3://{aws_env.create_bucket('ganray-load')}/{tmp_path.name}"
+    cfg = tiny_config(tmp_path, f"generate.out={uri}", "generate.num_samples=100000", "generate.shard_size=5000",
+                      "generate.num_actors=2")
+    rss: dict[int, list[int]] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for p in psutil.process_iter(["pid", "cmdline"]):
+                if "ShardActor" in " ".join(p.info["cmdline"] or []):
+                    try:
+                        rss.setdefault(p.info["pid"], []).append(p.memory_info().rss)
+                    except psutil.NoSuchProcess:
+                        pass
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        out = generate(cfg, load_generator(generator_dir))
+    finally:
+        done.set()
+        watcher.join()
+    m = out.manifest
+    assert m["num_samples"] == 100_000 and len(m["shardlist"]) == 20
+    assert [e["nsamples"] for e in m["shardlist"]] == [5000] * 20 and sum(m["class_counts"].values()) == 100_000
+    tars = {o.key: o.size for o in open_store(uri).list() if o.key.endswith(".tar")}
+    assert tars == {e["url"]: e["filesize"] for e in m["shardlist"]}
+    assert len(rss) == 2, rss.keys()
+    MiB = 1 << 20
+    for pid, series in rss.items():
+        assert len(series) >= 10, series
+        settled = series[len(series) // 4]  # after the first shards: model loaded, buffers allocated
+        growth = max(series[len(series) // 4 :]) - settled
+        logging.getLogger(__name__).info("actor %d: RSS settled %.0f MiB, peak %.0f MiB, growth after %.0f MiB",
+                                         pid, settled / MiB, max(series) / MiB, growth / MiB)
+        assert growth < 150 * MiB and max(series) < 2048 * MiB, (settled / MiB, max(series) / MiB)

@@ -17,10 +17,13 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import CACHE_DIR
-from s3server import free_ports
+from ganray.ray_session import LOOPBACK_ENV
+from s3server import find_leaks, free_ports
+from test_security import is_loopback, listening
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -49,6 +52,7 @@ def head(tmp_path_factory, s3):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_TRAIN_V2_ENABLED="1", PYTHONUNBUFFERED="1")
     env.update(s3.env())
+    env[LOOPBACK_ENV] = "0"  # what `ganray` sets when it starts a local Ray: every service on loopback
     gcs, dash, client, agent_grpc, agent_http, metrics, runtime_env, node_mgr, obj_mgr = free_ports(9)
     temp = Path("/tmp") / f"ray-e2e-{uuid.uuid4().hex[:6]}"  # short: Ray's socket paths have a length limit
     # `--block` keeps this head's processes under one process group that teardown can end;
@@ -68,6 +72,8 @@ def head(tmp_path_factory, s3):
         while _ray(env, "job", "list", timeout=60, check=False).returncode != 0:
             assert proc.poll() is None and time.monotonic() < deadline, "the head did not come up"
             time.sleep(1)
+        sockets = listening(psutil.Process(proc.pid).children(recursive=True))
+        assert len(sockets) >= 5 and [s for s in sockets if not is_loopback(s[1])] == [], sockets
         yield env, root
     finally:
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
@@ -143,3 +149,8 @@ def test_train_evaluate_generate_and_tune_jobs_succeed_on_a_real_head(head, aws_
 
     bad = submit(env, "train", *sets(runs, "train.steps=ten"), timeout=120)
     assert "failed" in bad["status"] and "train.steps" in bad["logs"]
+
+    # The jobs ran with S3 credentials in their environment; none is in their logs or outputs.
+    leaks = find_leaks([aws_env.access_key, aws_env.secret_key], stores=[open_store(s3root)], dirs=[root / "runs"],
+                       texts=[j["logs"] for j in (train, evaluate, gen, tune, bad)])
+    assert leaks == []

@@ -109,6 +109,7 @@ def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, 
     from ganray.storage import open_store
     from ganray.training.export import load_run_generator
     from ganray.training.run_dir import RunDir
+    from s3server import find_leaks
 
     root = f"s3://{aws_env.create_bucket('ganray-runs')}/{tmp_path.name}"
     first = train_with_ray(tiny_config(tmp_path, f"storage.runs_dir={root}", "train.steps=10", "eval.every=10"))
@@ -144,6 +145,11 @@ def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, 
     manifest = json.loads(open_store(shards).read_bytes("manifest.json"))
     assert manifest["num_samples"] == 40 and len(manifest["shardlist"]) == 2
     assert manifest["generator"] == exported.fingerprint
+
+    # No credential in anything written: run dir and shards on S3, local files, logs and output.
+    leaks = find_leaks([aws_env.access_key, aws_env.secret_key], stores=[open_store(root)], dirs=[tmp_path],
+                       texts=[caplog.text, *capsys.readouterr()])
+    assert leaks == []
 
     # A corrupt latest checkpoint on S3 is skipped, and the warning names it by its S3 URI.
     store.write_bytes("checkpoints/step_0000020/state.pt", b"torn")

@@ -112,7 +112,7 @@ def write_output(
     if todo or old is None:
         store.check_writable()  # a probe write: only when something will be written
     if todo:
-        from ganray.training.ray_train import ensure_ray
+        from ganray.ray_session import ensure_ray
 
         ensure_ray(cfg.ray)
         gpus = 1.0 if cfg.ray.use_gpu else 0.0

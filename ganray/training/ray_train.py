@@ -9,7 +9,6 @@ step (Train V2 has no `resume_from_checkpoint`).
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -22,10 +21,11 @@ import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from ganray.config import Config, RayConfig
+from ganray.config import Config
 from ganray.data import load_splits
 from ganray.errors import user_error
 from ganray.log import setup_logging
+from ganray.ray_session import ensure_ray
 from ganray.metrics.evaluator import domain_payload, loop_evaluate, prepare_domain
 from ganray.metrics.extractors import inception
 from ganray.models import build_models
@@ -46,21 +46,6 @@ from ganray.training.run_dir import (
 from ganray.training.state import GANState
 
 log = logging.getLogger(__name__)
-
-
-def ensure_ray(rc: RayConfig) -> None:
-    """Join the configured or running cluster; otherwise start a local one bound to 127.0.0.1."""
-    if ray.is_initialized():
-        return
-    address = rc.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        return
-    try:
-        ray.init(address="auto", log_to_driver=True)
-    except ConnectionError:
-        # The dashboard serves the state API that Ray Train's controller monitor queries.
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
 
 
 class RayHooks(BaseHooks):
@@ -171,6 +156,10 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
     log.info("training %s on %s with %d Ray Train workers into %s", cfg.model.arch, cfg.data.source, cfg.ray.num_workers, run.uri)
     try:
         result = trainer.fit()
+    except SystemExit:
+        # Ray Train's own Ctrl-C handler aborts the workers, then calls sys.exit(0) from inside
+        # fit(); report it as the interruption it is, so the CLI exits 130 with the resume hint.
+        raise KeyboardInterrupt from None
     except ray.train.TrainingFailedError as e:
         user = user_error(e)
         if user is not None:

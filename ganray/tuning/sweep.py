@@ -190,7 +190,7 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     """Run (or resume) the sweep the config describes, then write its results."""
     from ray import tune
 
-    from ganray.training.ray_train import ensure_ray
+    from ganray.ray_session import ensure_ray
 
     dists = check_sweep(cfg)
     splits = load_splits(cfg.data, cfg.storage)
