@@ -170,30 +170,39 @@ def test_a_store_down_mid_run_is_one_error_and_the_rerun_writes_only_what_is_mis
     assert again.manifest["num_samples"] == 500
 
 
-def test_a_killed_actor_loses_and_duplicates_nothing(tmp_path, ray_local, generator_dir):
+def test_a_sigkilled_actor_mid_shard_loses_and_duplicates_nothing(tmp_path, ray_local, generator_dir):
+    """SIGKILL an actor's process while shards are in flight: its shard is redone, the bytes match a clean run."""
+    import os
+    import signal
+
     loaded = load_generator(generator_dir)
     reference = tmp_path / "ref"
-    generate(gen_config(tmp_path, str(reference), "generate.num_samples=600", "generate.num_actors=1"), loaded)
-    cfg = gen_config(tmp_path, str(tmp_path / "killed"), "generate.num_samples=600", "generate.num_actors=2")
+    generate(gen_config(tmp_path, str(reference), "generate.num_samples=1200", "generate.num_actors=1"), loaded)
+    out_dir = tmp_path / "killed"
+    cfg = gen_config(tmp_path, str(out_dir), "generate.num_samples=1200", "generate.num_actors=2")
     result: dict = {}
     worker = threading.Thread(target=lambda: result.setdefault("out", generate(cfg, loaded)))
     worker.start()
     ident = json.loads((reference / "manifest.json").read_text())["identity_hash"]
-    killed = False
-    deadline = time.monotonic() + 60
-    while not killed and time.monotonic() < deadline:
+    pid, finished_at_kill = None, None
+    deadline = time.monotonic() + 120
+    while pid is None and time.monotonic() < deadline:
         try:
-            actor = ray_local.get_actor(actor_name(ident, 1))
-            ray_local.get(actor.pid.remote(), timeout=30)  # built: the generator is loaded
-            ray_local.kill(actor, no_restart=False)
-            killed = True
-        except ValueError:
-            time.sleep(0.05)
+            pid = ray_local.get(ray_local.get_actor(actor_name(ident, 1)).pid.remote(), timeout=30)
+        except ValueError:  # not created yet
+            time.sleep(0.02)
+    while finished_at_kill is None and time.monotonic() < deadline:
+        done = list((out_dir / "_parts").glob("*.json")) if (out_dir / "_parts").is_dir() else []
+        if done:  # the first shard is finished; both actors have shards in flight
+            finished_at_kill = len(done)
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.005)
     worker.join(timeout=300)
-    assert killed and "out" in result
-    assert shard_files(tmp_path / "killed") == shard_files(reference)
-    assert len(result["out"].manifest["shardlist"]) == 6
-    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["_parts", "manifest.json", *sorted(shard_files(reference))]
+    assert pid is not None and finished_at_kill is not None and finished_at_kill < 12
+    assert "out" in result
+    assert shard_files(out_dir) == shard_files(reference)
+    assert result["out"].manifest["shardlist"] == json.loads((reference / "manifest.json").read_text())["shardlist"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["_parts", "manifest.json", *sorted(shard_files(reference))]
 
 
 def test_augment_keeps_originals_and_labels_copies(tmp_path, ray_local):
