@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from ganray.config import load_config  # noqa: E402
 from ganray.data import load_splits  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
-from results import record  # noqa: E402
+from results import Check, record  # noqa: E402
 from ganray.metrics.evaluator import build_evaluator  # noqa: E402
 from ganray.training.loop import train_gan  # noqa: E402
 from ganray.training.sampling import recalibrate_batchnorm  # noqa: E402
@@ -91,7 +91,8 @@ def main() -> int:
     for r in rows:
         print(f"{r['threads']:>7}  {statistics.median(r['eval_s']):>12.2f}  {r['train_interval_s']:>18.1f}  "
               f"{r['fraction']:>8.1%}  {'holds' if r['holds'] else 'MISSED'}")
-    record("eval_cost", rows)
+    record("eval_cost", rows, [Check(f"evaluation / training between evaluations, {r['threads']} thread(s)", r["fraction"],
+                                     TARGET, at_least=False) for r in rows])
     return 0
 
 

@@ -36,7 +36,7 @@ from ganray.log import setup_logging  # noqa: E402
 from ganray.models import build_generator  # noqa: E402
 from ganray.storage import open_store  # noqa: E402
 from ganray.training.export import LoadedGenerator, load_generator  # noqa: E402
-from results import record  # noqa: E402
+from results import Check, record  # noqa: E402
 from s3server import start_s3_server  # noqa: E402
 
 SHARD = 1000
@@ -142,7 +142,9 @@ def main() -> None:
         print(f"  {k:<11} {v:>9.0f} samples/s")
     print(f"end-to-end / min(forward, png) = {vs_parts:.2f} (target >= 0.7): {'met' if vs_parts >= 0.7 else 'NOT met'}")
     print(f"end-to-end / naive             = {vs_naive:.1f} (target >= 10): {'met' if vs_naive >= 10 else 'NOT met'}")
-    record("generate_throughput", [{**rates, "vs_parts": vs_parts, "vs_naive": vs_naive, "workers": args.workers, "samples": args.samples}])
+    record("generate_throughput", [{**rates, "vs_parts": vs_parts, "vs_naive": vs_naive, "workers": args.workers, "samples": args.samples}],
+           [Check("generate end-to-end / min(bare forward, bare PNG)", vs_parts, 0.7),
+            Check("generate end-to-end / naive one-image-per-request loop", vs_naive, 10.0)])
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from ganray.config import load_config  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
-from results import record  # noqa: E402
+from results import Check, record  # noqa: E402
 from ganray.training.local import train_local  # noqa: E402
 from ganray.training.ray_train import train_with_ray  # noqa: E402
 from ganray.training.run_dir import read_metrics  # noqa: E402
@@ -86,7 +86,8 @@ def main() -> int:
     for r in rows:
         print(f"{r['threads']:>7}  {statistics.median(r['plain_img_per_s']):>12.1f}  "
               f"{statistics.median(r['ray_img_per_s']):>16.1f}  {r['ratio']:>6.3f}  {'holds' if r['holds'] else 'MISSED'}")
-    record("train_overhead", rows)
+    record("train_overhead", rows, [Check(f"Ray Train (1 worker) / plain loop, {r['threads']} thread(s)", r["ratio"], TARGET)
+                                    for r in rows])
     return 0
 
 

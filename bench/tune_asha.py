@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ganray.config import load_config  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
 from ganray.tuning.sweep import run_sweep  # noqa: E402
-from results import record  # noqa: E402
+from results import Check, record  # noqa: E402
 
 CPU_DEFAULTS = [
     "train.steps=600",
@@ -80,7 +80,9 @@ def main() -> None:
     print(f"ASHA / full: compute {compute:.2f} (trial-steps), {seconds:.2f} (trial-seconds); best FID {quality:.3f}")
     print(f"target: compute <= 0.50 and best FID <= 1.10: {'met' if compute <= 0.5 and quality <= 1.1 else 'NOT met'}")
     print(f"best (full sweep): {full['best_params']}  real held-out FID {full['reference_fid']:.2f}")
-    record("tune_asha", [full, asha, {"compute_ratio": compute, "seconds_ratio": seconds, "fid_ratio": quality}])
+    record("tune_asha", [full, asha, {"compute_ratio": compute, "seconds_ratio": seconds, "fid_ratio": quality}],
+           [Check("ASHA / full budgets: compute (trial-steps)", compute, 0.5, at_least=False),
+            Check("ASHA / full budgets: best FID", quality, 1.1, at_least=False)])
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(600, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
     amp: Literal["none", "bf16"] = Field("none", description="bf16 autocast, GPU only")
+    channels_last: bool = Field(True, description="NHWC memory format for G and D (oneDNN on CPU, tensor cores on GPU)")
     threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = the worker's CPUs")
 
 

@@ -142,7 +142,10 @@ def train_gan(
         s = state.step
         torch.manual_seed(step_seed(t.seed, s, worker.rank))
         idx = batch_indices(len(images), t.batch_size, s, t.seed, worker.rank, worker.world)
-        real = to_unit(images[idx]).to(device, non_blocking=True)
+        real = to_unit(images[idx])
+        if t.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        real = real.to(device, non_blocking=True)
         y = labels[idx].to(device, non_blocking=True) if conditional else None
         z = torch.randn(local_bs, cfg.model.z_dim, device=device)
 

@@ -49,6 +49,8 @@ def build_state(cfg: Config, image_shape: tuple[int, int, int], num_classes: int
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     G, D = build_models(cfg.model, image_shape, num_classes)
     G, D = G.to(device), D.to(device)
+    if cfg.train.channels_last:  # +8-11% img/s on a 2-core CPU (README, Benchmarks); the values are unchanged
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema_decay > 0 else None
     t = cfg.train
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2), eps=t.adam_eps)
