@@ -36,6 +36,7 @@ from ganray.log import setup_logging  # noqa: E402
 from ganray.models import build_generator  # noqa: E402
 from ganray.storage import open_store  # noqa: E402
 from ganray.training.export import LoadedGenerator, load_generator  # noqa: E402
+from ganray.ray_session import start_local_ray  # noqa: E402
 from results import Check, record  # noqa: E402
 from s3server import start_s3_server  # noqa: E402
 
@@ -72,8 +73,8 @@ def forward_task(state: dict, model: dict, plan: ShardPlan, shards: list[int], b
 
 
 @ray.remote(num_cpus=1)
-def encode_task(images: np.ndarray) -> int:
-    return sum(len(encode_png(im)) > 0 for im in images)
+def encode_task(images: np.ndarray, level: int) -> int:
+    return sum(len(encode_png(im, level)) for im in images)
 
 
 def timed(fn) -> float:
@@ -88,12 +89,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--naive", type=int, default=300, help="images for the naive one-request-per-image loop")
     p.add_argument("--generator", help="an exported generator dir (default: the default model, random weights)")
+    p.add_argument("--png-level", type=int, default=6, help="generate.png_compress_level (0 = stored, fastest)")
     args = p.parse_args()
     setup_logging("WARNING")
     server = start_s3_server()
     try:
         os.environ.update(server.env())
-        ray.init(num_cpus=args.workers + 1, include_dashboard=False, runtime_env={"env_vars": server.env()}, logging_level="WARNING")
+        start_local_ray(num_cpus=args.workers + 1, include_dashboard=False, runtime_env={"env_vars": server.env()},
+                        logging_level="WARNING")
         bucket = server.create_bucket("ganray-bench")
         loaded = load_generator(args.generator) if args.generator else untrained_generator()
         state = {k: v.detach().cpu() for k, v in loaded.G.state_dict().items()}
@@ -105,11 +108,13 @@ def main() -> None:
         t_forward = timed(lambda: ray.get([forward_task.remote(state, model, plan, sh, batch) for sh in split]))
         images = np.concatenate([_forward_shard(loaded.G, plan, s, batch) for s in range(plan.num_shards)])
         chunks = [ray.put(c) for c in np.array_split(images, args.workers)]
-        t_encode = timed(lambda: ray.get([encode_task.remote(c) for c in chunks]))
+        png_bytes: list[int] = []
+        t_encode = timed(lambda: png_bytes.extend(ray.get([encode_task.remote(c, args.png_level) for c in chunks])))
 
         cfg = load_config(None, [
             f"generate.out=s3://{bucket}/e2e", f"generate.num_samples={args.samples}", f"generate.shard_size={SHARD}",
             f"generate.num_actors={args.workers}", "ray.cpus_per_worker=1", f"generate.batch_size={batch}",
+            f"generate.png_compress_level={args.png_level}",
         ])
         t_e2e = timed(lambda: generate(cfg, loaded))
 
@@ -137,12 +142,14 @@ def main() -> None:
     }
     vs_parts = rates["end_to_end"] / min(rates["forward"], rates["png"])
     vs_naive = rates["end_to_end"] / rates["naive"]
-    print(f"{args.workers} workers, {args.samples} samples in shards of {SHARD}, model {model['arch']} width {model['width']}")
+    print(f"{args.workers} workers, {args.samples} samples in shards of {SHARD}, model {model['arch']} width {model['width']}, "
+          f"PNG level {args.png_level} ({sum(png_bytes) / args.samples:.0f} bytes per image)")
     for k, v in rates.items():
         print(f"  {k:<11} {v:>9.0f} samples/s")
     print(f"end-to-end / min(forward, png) = {vs_parts:.2f} (target >= 0.7): {'met' if vs_parts >= 0.7 else 'NOT met'}")
     print(f"end-to-end / naive             = {vs_naive:.1f} (target >= 10): {'met' if vs_naive >= 10 else 'NOT met'}")
-    record("generate_throughput", [{**rates, "vs_parts": vs_parts, "vs_naive": vs_naive, "workers": args.workers, "samples": args.samples}],
+    record("generate_throughput", [{**rates, "vs_parts": vs_parts, "vs_naive": vs_naive, "workers": args.workers, "samples": args.samples,
+                                    "png_level": args.png_level, "png_bytes_per_image": sum(png_bytes) / args.samples}],
            [Check("generate end-to-end / min(bare forward, bare PNG)", vs_parts, 0.7),
             Check("generate end-to-end / naive one-image-per-request loop", vs_naive, 10.0)])
 

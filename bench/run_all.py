@@ -30,7 +30,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "train_overhead": ([], ["--steps", "100", "--repeats", "1"], GPU),
     "ddp_scaling": ([], ["--steps", "100", "--repeats", "1"], []),
     "eval_cost": ([], ["--train-steps", "60", "--repeats", "2"], []),
-    "generate_throughput": ([], ["--samples", "10000"], []),
+    "generate_throughput": ([], ["--samples", "40000"], []),  # fewer amortize actor start-up too little
     "tune_asha": ([], ["--trials", "8", "--set", "train.steps=300", "--set", "eval.every=50"],
                   [*GPU, "--set", "tune.gpus_per_trial=0.125"]),
 }

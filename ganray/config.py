@@ -204,6 +204,7 @@ class GenerateConfig(_Section):
     num_actors: int = Field(0, ge=0, description="Ray actors writing shards; 0 = one per ray.cpus_per_worker CPUs in the cluster")
     batch_size: int = Field(500, ge=1, description="generator forward batch")
     overwrite: bool = Field(False, description="replace an output that holds another generator's or seed's shards")
+    png_compress_level: int = Field(6, ge=0, le=9, description="zlib level of each PNG: 0 = stored (fastest, largest), 9 = smallest")
     augment_copies: int = Field(4, ge=1, description="augment: augmented copies per real image (originals are kept too)")
     augment_ops: list[Literal["affine", "elastic", "color"]] = Field(
         default_factory=lambda: ["affine", "elastic"], description="augment: torchvision v2 transforms; color applies to RGB only"

@@ -14,6 +14,7 @@ from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.generation.plan import ShardPlan
 from ganray.generation.render import AugmentedShards, GeneratedShards
+from ganray.generation.shard import PNG_LEVEL
 from ganray.generation.writer import OutputSummary, write_output
 from ganray.models import build_generator
 from ganray.storage import open_store
@@ -55,6 +56,7 @@ class GeneratorFactory:
     batch_size: int
     judge: dict | None  # domain classifier payload {"state", "key"} when filtering
     min_confidence: float
+    png_level: int
 
     def __call__(self, device: torch.device) -> GeneratedShards:
         G = build_generator(ModelConfig.model_validate(self.model), self.image_shape, len(self.class_names))
@@ -66,7 +68,14 @@ class GeneratorFactory:
 
             clf = classifier_from_state(self.judge["state"], self.image_shape, len(self.class_names)).to(device).eval()
             judge = _probabilities(clf)
-        return GeneratedShards(G, self.plan, self.class_names, self.identity, self.batch_size, judge, self.min_confidence)
+        return GeneratedShards(G, self.plan, self.class_names, self.identity, self.batch_size, judge, self.min_confidence,
+                               self.png_level)
+
+
+def _png(level: int) -> dict[str, int]:
+    """The PNG level joins an output's identity only when it is not the default, so outputs written
+    before the setting existed keep their identity and still resume."""
+    return {} if level == PNG_LEVEL else {"png_compress_level": level}
 
 
 def _probabilities(clf: nn.Module):
@@ -97,6 +106,7 @@ def generate(cfg: Config, loaded: LoadedGenerator) -> OutputSummary:
         "shard_size": g.shard_size,
         "class_counts": list(plan.counts),
         "min_confidence": g.min_confidence,
+        **_png(g.png_compress_level),
     }
     judge = None
     if g.min_confidence > 0:
@@ -104,7 +114,7 @@ def generate(cfg: Config, loaded: LoadedGenerator) -> OutputSummary:
     factory = GeneratorFactory(
         info["model"], tuple(info["image_shape"]), class_names,
         {k: v.detach().cpu() for k, v in loaded.G.state_dict().items()},
-        plan, identity_hash(identity), g.batch_size, judge, g.min_confidence,
+        plan, identity_hash(identity), g.batch_size, judge, g.min_confidence, g.png_compress_level,
     )
     return write_output(cfg, store, plan, identity, list(class_names), factory)
 
@@ -129,9 +139,10 @@ class AugmentFactory:
     copies: int
     ops: tuple[str, ...]
     identity: str
+    png_level: int
 
     def __call__(self, device: torch.device) -> AugmentedShards:
-        return AugmentedShards(self.data, self.plan, self.copies, list(self.ops), self.identity)
+        return AugmentedShards(self.data, self.plan, self.copies, list(self.ops), self.identity, self.png_level)
 
 
 def augment(cfg: Config) -> OutputSummary:
@@ -152,6 +163,7 @@ def augment(cfg: Config) -> OutputSummary:
         "shard_size": g.shard_size,
         "copies": g.augment_copies,
         "ops": list(g.augment_ops),
+        **_png(g.png_compress_level),
     }
-    factory = AugmentFactory(data, plan, g.augment_copies, tuple(g.augment_ops), identity_hash(identity))
+    factory = AugmentFactory(data, plan, g.augment_copies, tuple(g.augment_ops), identity_hash(identity), g.png_compress_level)
     return write_output(cfg, store, plan, identity, list(data.class_names), factory)

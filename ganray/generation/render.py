@@ -19,7 +19,7 @@ from ganray.data.base import ImageDataset, to_unit, to_uint8
 from ganray.errors import GanrayError
 from ganray.generation.manifest import ShardRecord
 from ganray.generation.plan import ShardPlan
-from ganray.generation.shard import Sample, sample_key, shard_bytes, shard_name
+from ganray.generation.shard import PNG_LEVEL, Sample, sample_key, shard_bytes, shard_name
 
 MAX_ROUNDS = 100  # quality filter: candidate rounds before the acceptance rate is called too low
 
@@ -47,6 +47,7 @@ class GeneratedShards:
     batch_size: int = 500
     judge: Callable[[torch.Tensor], torch.Tensor] | None = None  # images in [-1, 1] -> class probabilities
     min_confidence: float = 0.0
+    png_level: int = PNG_LEVEL
 
     @torch.no_grad()
     def _forward(self, z: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -94,7 +95,7 @@ class GeneratedShards:
             if self.judge is not None:
                 meta["confidence"] = round(float(confidence[i]), 6)
             samples.append(Sample(sample_key(s, i), out[i], int(labels[i]), meta))
-        data = shard_bytes(samples)
+        data = shard_bytes(samples, self.png_level)
         return data, _record(s, data, labels, len(self.class_names), drawn, self.identity)
 
 
@@ -121,6 +122,7 @@ class AugmentedShards:
     copies: int
     ops: list[str]
     identity: str
+    png_level: int = PNG_LEVEL
 
     def render(self, s: int) -> tuple[bytes, ShardRecord]:
         start, stop = self.plan.bounds(s)
@@ -138,5 +140,5 @@ class AugmentedShards:
             meta = {"class_name": self.data.class_names[label], "seed": self.plan.seed, "shard": s, "index": i,
                     "source": "augment", "source_index": src, "copy": copy}
             samples.append(Sample(sample_key(s, i - start), image.numpy(), label, meta))
-        data = shard_bytes(samples)
+        data = shard_bytes(samples, self.png_level)
         return data, _record(s, data, np.asarray(labels, dtype=np.int64), len(self.data.class_names), stop - start, self.identity)

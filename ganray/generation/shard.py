@@ -41,11 +41,14 @@ class Sample:
     meta: dict[str, Any]  # becomes <key>.json
 
 
-def encode_png(image: np.ndarray) -> bytes:
+PNG_LEVEL = 6  # zlib's default; the level that every earlier shard was written with
+
+
+def encode_png(image: np.ndarray, level: int = PNG_LEVEL) -> bytes:
     """uint8 CxHxW -> PNG (L or RGB); PIL writes no time chunk, so the bytes are a function of the pixels."""
     arr = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr), mode="L" if image.shape[0] == 1 else "RGB").save(buf, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(arr), mode="L" if image.shape[0] == 1 else "RGB").save(buf, format="PNG", compress_level=level)
     return buf.getvalue()
 
 
@@ -73,14 +76,14 @@ def ustar_header(name: str, size: int) -> bytes:
     return head[:148] + checksum + head[155:]
 
 
-def shard_bytes(samples: Iterable[Sample]) -> bytes:
+def shard_bytes(samples: Iterable[Sample], png_level: int = PNG_LEVEL) -> bytes:
     """The tar of the samples: per key `.cls` (ASCII index), `.json`, `.png`, keys in sorted order."""
     members: list[tuple[str, bytes]] = []
     for s in samples:
         members += [
             (f"{s.key}.cls", str(int(s.label)).encode()),
             (f"{s.key}.json", json.dumps(s.meta, sort_keys=True, separators=(",", ":")).encode()),
-            (f"{s.key}.png", encode_png(s.image)),
+            (f"{s.key}.png", encode_png(s.image, png_level)),
         ]
     parts: list[bytes] = []
     for name, data in sorted(members):
