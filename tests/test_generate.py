@@ -305,10 +305,15 @@ def test_100k_images_to_s3_have_exact_counts_and_actor_memory_stays_bounded(tmp_
     rss: dict[int, list[int]] = {}
     done = threading.Event()
 
+    def shard_actors() -> set[int]:
+        return {p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"]) if "ShardActor" in " ".join(p.info["cmdline"] or [])}
+
+    earlier = shard_actors()  # other tests' actors may still be exiting
+
     def watch() -> None:
         while not done.is_set():
             for p in psutil.process_iter(["pid", "cmdline"]):
-                if "ShardActor" in " ".join(p.info["cmdline"] or []):
+                if p.info["pid"] not in earlier and "ShardActor" in " ".join(p.info["cmdline"] or []):
                     try:
                         rss.setdefault(p.info["pid"], []).append(p.memory_info().rss)
                     except psutil.NoSuchProcess:
