@@ -346,5 +346,20 @@ def parse_config(text: str | bytes) -> Config:
         raise GanrayError(f"not a valid YAML config ({type(e).__name__})") from None
 
 
+def read_stored_config(store: Any, where: str) -> Config | None:
+    """The `config.yaml` a run or sweep directory keeps in `store`; None when there is none.
+
+    `where` names the directory in the error ("run dir '...'", "sweep dir '...'").
+    """
+    try:
+        raw = store.read_bytes("config.yaml")
+    except FileNotFoundError:
+        return None
+    try:
+        return parse_config(raw)
+    except GanrayError as e:
+        raise GanrayError(f"{where} holds an unreadable config.yaml ({e}); choose another storage.run_name") from None
+
+
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(), sort_keys=False)

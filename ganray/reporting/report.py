@@ -25,7 +25,7 @@ from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.utility import augmentation_gain, coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.training.export import load_run_generator
-from ganray.storage import is_s3, open_store
+from ganray.storage import is_s3, open_store, upload_dir
 from ganray.training.run_dir import RunDir, read_config, read_metrics
 from ganray.training.sampling import fixed_inputs, generate, grid_png
 
@@ -81,7 +81,10 @@ def build_report(cfg: Config, run: "RunDir | str | Path", out_dir: str | None = 
     uri = str(out_dir) if out_dir is not None else run.join("report")
     with _staged(uri, cfg) as out:
         report = _build(rcfg, run, out)
-    return ReportOutput(uri, report, render_markdown(report))
+        markdown = render_markdown(report)
+        (out / "report.md").write_text(markdown)
+        (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    return ReportOutput(uri, report, markdown)
 
 
 @contextlib.contextmanager
@@ -96,8 +99,7 @@ def _staged(uri: str, cfg: Config) -> Iterator[Path]:
     store.check_writable()
     with tempfile.TemporaryDirectory(prefix="ganray-report-") as tmp:
         yield Path(tmp)
-        for path in sorted(Path(tmp).iterdir(), key=lambda p: (p.name == "report.json", p.name)):
-            store.upload_file(path, path.name)
+        upload_dir(store, Path(tmp), last="report.json")
 
 
 def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
@@ -154,8 +156,6 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
         "figures": figures,
         "seconds": time.perf_counter() - start,
     }
-    (out / "report.md").write_text(render_markdown(report))
-    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     return report
 
 

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 from ganray.config import StorageConfig
 from ganray.errors import GanrayError
@@ -32,11 +34,13 @@ __all__ = [
     "RequestCounter",
     "S3Store",
     "arrow_filesystem",
+    "arrow_location",
     "Store",
     "count_requests",
     "get_client",
     "is_s3",
     "open_store",
+    "upload_dir",
     "parse_s3_uri",
 ]
 
@@ -56,3 +60,24 @@ def open_store(uri: str, cfg: StorageConfig | None = None) -> Store:
     if not uri:
         raise GanrayError("empty storage path; give a local directory or s3://bucket/prefix")
     return LocalStore.from_path(uri)
+
+
+def arrow_location(uri: str, cfg: StorageConfig | None = None) -> tuple[str, Any | None]:
+    """(path, filesystem) for Ray's storage_path/storage_filesystem: the path itself locally,
+    "bucket/prefix" with a pyarrow S3 filesystem for an s3:// URI."""
+    if not is_s3(uri):
+        return uri, None
+    cfg = cfg or StorageConfig()
+    bucket, prefix = parse_s3_uri(uri)
+    return f"{bucket}/{prefix}".rstrip("/"), arrow_filesystem(cfg.endpoint_url, cfg.region)
+
+
+def upload_dir(store: Store, local: Path, last: str) -> None:
+    """Copy every file under `local` to the store, files named `last` after the rest.
+
+    `last` is the file readers trust the others by (a checksum or a finished result), so a
+    reader never sees it before what it describes.
+    """
+    files = sorted((p for p in local.rglob("*") if p.is_file()), key=lambda p: (p.name == last, p))
+    for path in files:
+        store.upload_file(path, path.relative_to(local).as_posix())

@@ -25,7 +25,7 @@ from ganray.fileio import sha256_file
 from ganray.metrics.names import SCORE_PREFIXES
 from ganray.models import build_generator
 from ganray.training.checkpoint import load_checkpoint
-from ganray.storage import is_s3, open_store
+from ganray.storage import is_s3, open_store, upload_dir
 from ganray.training.run_dir import RunDir, load_latest, read_metrics
 from ganray.training.sampling import recalibrate_batchnorm
 
@@ -120,8 +120,7 @@ def write_generator(loaded: LoadedGenerator, out: str | Path, storage: StorageCo
         store = open_store(str(out), storage)
         with tempfile.TemporaryDirectory(prefix="ganray-export-") as tmp:
             _write_files(loaded, Path(tmp))
-            store.upload_file(Path(tmp, WEIGHTS), WEIGHTS)
-            store.upload_file(Path(tmp, INFO), INFO)
+            upload_dir(store, Path(tmp), last=INFO)
         return str(out).rstrip("/")
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

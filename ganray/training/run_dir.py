@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ganray.config import Config, StorageConfig, dump_config, parse_config
+from ganray.config import Config, StorageConfig, dump_config, read_stored_config
 from ganray.errors import GanrayError
-from ganray.storage import Store, arrow_filesystem, is_s3, open_store, parse_s3_uri
+from ganray.storage import Store, arrow_location, is_s3, open_store, parse_s3_uri
 from ganray.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,7 @@ class RunDir:
 
     def ray_storage(self) -> tuple[str, Any | None]:
         """Ray Train's (storage_path, storage_filesystem) for this run: a path, or "bucket/prefix" on S3."""
-        if self.local is not None:
-            return self.uri, None
-        bucket, prefix = parse_s3_uri(self.uri)
-        return f"{bucket}/{prefix}".rstrip("/"), arrow_filesystem(self.storage.endpoint_url, self.storage.region)
+        return arrow_location(self.uri, self.storage)
 
 
 def resolve_run_dir(cfg: Config) -> RunDir:
@@ -99,14 +96,7 @@ def resolve_run_dir(cfg: Config) -> RunDir:
 
 def read_config(run: RunDir) -> Config | None:
     """The run's config.yaml; None when the location holds no run."""
-    try:
-        raw = run.store.read_bytes(CONFIG)
-    except FileNotFoundError:
-        return None
-    try:
-        return parse_config(raw)
-    except GanrayError as e:
-        raise GanrayError(f"run dir {run.uri!r} holds an unreadable config.yaml ({e}); choose another storage.run_name") from None
+    return read_stored_config(run.store, f"run dir {run.uri!r}")
 
 
 def prepare_run_dir(run: RunDir, cfg: Config) -> bool:

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ganray.config import Config, dump_config, parse_config
+from ganray.config import Config, dump_config, read_stored_config
 from ganray.data import load_splits
 from ganray.data.base import Splits
 from ganray.errors import GanrayError
 from ganray.metrics.evaluator import build_evaluator, domain_payload, prepare_domain
 from ganray.metrics.fidelity import MIN_SAMPLES
 from ganray.models import build_models
-from ganray.storage import Store, arrow_filesystem, is_s3, open_store, parse_s3_uri
+from ganray.storage import Store, arrow_location, is_s3, open_store, upload_dir
 from ganray.tuning.results import SweepResults, summarize
 from ganray.tuning.space import Dist, parse_space, to_ray
 from ganray.tuning.trial import TIME_ATTR, objective, run_trial, trial_config
@@ -129,8 +129,7 @@ class SweepLocation:
 
     def publish(self) -> None:
         """Copy the staged results to S3; generator.json last, after its weights."""
-        for path in sorted((p for p in self.local.rglob("*") if p.is_file()), key=lambda p: (p.name == "generator.json", p)):
-            self.store.upload_file(path, path.relative_to(self.local).as_posix())
+        upload_dir(self.store, self.local, last="generator.json")
 
 
 def sweep_location(cfg: Config) -> SweepLocation:
@@ -138,11 +137,10 @@ def sweep_location(cfg: Config) -> SweepLocation:
     root = cfg.storage.runs_dir
     if is_s3(root):
         uri = f"{root.rstrip('/')}/{name}"
-        bucket, prefix = parse_s3_uri(uri)
         store = open_store(uri, cfg.storage)
         store.check_writable()
-        fs = arrow_filesystem(cfg.storage.endpoint_url, cfg.storage.region)
-        return SweepLocation(uri, store, f"{bucket}/{prefix}", fs, Path(tempfile.mkdtemp(prefix="ganray-sweep-")))
+        tune_path, fs = arrow_location(uri, cfg.storage)
+        return SweepLocation(uri, store, tune_path, fs, Path(tempfile.mkdtemp(prefix="ganray-sweep-")))
     d = Path(root).expanduser().resolve() / name
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -153,15 +151,10 @@ def sweep_location(cfg: Config) -> SweepLocation:
 
 def _prepare_sweep_dir(loc: SweepLocation, cfg: Config) -> bool:
     """Record the sweep's config, or check the location holds this same sweep; True when it does (resume)."""
-    try:
-        raw = loc.store.read_bytes("config.yaml")
-    except FileNotFoundError:
+    old = read_stored_config(loc.store, f"sweep dir {loc.uri!r}")
+    if old is None:
         loc.store.write_bytes("config.yaml", dump_config(cfg).encode())
         return False
-    try:
-        old = parse_config(raw)
-    except GanrayError as e:
-        raise GanrayError(f"sweep dir {loc.uri!r} holds an unreadable config.yaml ({e}); choose another storage.run_name") from None
     if old.fingerprint(*_SWEEP_SECTIONS) != cfg.fingerprint(*_SWEEP_SECTIONS):
         raise GanrayError(
             f"sweep dir {loc.uri!r} holds a sweep with a different config; resume it with its own "
