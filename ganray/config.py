@@ -96,7 +96,11 @@ class EvalConfig(_Section):
     real_split: Literal["train", "test"] = Field("train", description="real split the metrics compare against")
     kid_subset_size: int = Field(1000, ge=2, description="lowered to the sample count when fewer")
     kid_subsets: int = Field(50, ge=1, description="KID subsets averaged (torch-fidelity's default is 100)")
-    batch_size: int = Field(500, ge=1)
+    prc_samples: int = Field(
+        5000, ge=20, description="precision/recall compare at most this many generated and real samples, equally many "
+        "of each (a seeded subset; its k-NN radii cost grows with the square)",
+    )
+    batch_size: int = Field(256, ge=1, description="sampling and feature batch (256 suits CPU caches; raise it on GPUs)")
     seed: int = Field(0, description="noise and labels of the evaluated samples")
     classifier_steps: int = Field(500, ge=1, description="training steps of the domain classifier / report judge")
     report_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="classifier seeds the report averages over")
@@ -202,7 +206,7 @@ class GenerateConfig(_Section):
         0.0, ge=0.0, lt=1.0, description="quality filter: keep samples the domain classifier assigns to their class with at least this probability; 0 = off"
     )
     num_actors: int = Field(0, ge=0, description="Ray actors writing shards; 0 = one per ray.cpus_per_worker CPUs in the cluster")
-    batch_size: int = Field(500, ge=1, description="generator forward batch")
+    batch_size: int = Field(256, ge=1, description="generator forward batch (256 suits CPU caches; raise it on GPUs)")
     overwrite: bool = Field(False, description="replace an output that holds another generator's or seed's shards")
     png_compress_level: int = Field(6, ge=0, le=9, description="zlib level of each PNG: 0 = stored (fastest, largest), 9 = smallest")
     augment_copies: int = Field(4, ge=1, description="augment: augmented copies per real image (originals are kept too)")

@@ -106,6 +106,38 @@ def test_all_metrics_named_by_extractor_and_in_range(digits, extractor):
     assert metric_name("is_std", "inception") == "is_inception_std"
 
 
+def knn_precision_recall(fake: np.ndarray, real: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Kynkaanniemi et al.'s k-NN precision/recall, written out independently of torch-fidelity."""
+    def radii(x: np.ndarray) -> np.ndarray:
+        d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+        return np.sort(d, axis=1)[:, k]  # column 0 is the point itself
+
+    cross = np.linalg.norm(fake[:, None] - real[None], axis=-1)
+    precision = (cross <= radii(real)[None]).any(1).mean()
+    recall = (cross.T <= radii(fake)[None]).any(1).mean()
+    return float(precision), float(recall)
+
+
+def test_precision_recall_run_on_equal_seeded_subsets(digits, domain, extractor):
+    fake, real = digits.test.images, digits.train.images  # 360 against 1,437
+    m = compute_metrics(fake, real, "prc", extractor, ["prc"], CACHE_DIR, prc_samples=200, seed=3)
+    pick_fake = torch.randperm(len(fake), generator=torch.Generator().manual_seed(3))[:200]
+    pick_real = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:200]
+    with torch.no_grad():
+        ff = domain.model.features(to_unit(fake[pick_fake])).double().numpy()
+        fr = domain.model.features(to_unit(real[pick_real])).double().numpy()
+    precision, recall = knn_precision_recall(ff, fr)
+    assert m["precision_domain"] == pytest.approx(precision, abs=0.006)  # one sample in 200 may sit on a radius
+    assert m["recall_domain"] == pytest.approx(recall, abs=0.006)
+    # Without a cap, both sides shrink to the smaller set (360), so the result differs from the 200-subset one.
+    full = compute_metrics(fake, real, "prc", extractor, ["prc"], CACHE_DIR, prc_samples=10_000, seed=3)
+    pick_real = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[: len(fake)]
+    with torch.no_grad():
+        fr = domain.model.features(to_unit(real[pick_real])).double().numpy()
+        ff = domain.model.features(to_unit(fake)).double().numpy()
+    assert full["recall_domain"] == pytest.approx(knn_precision_recall(ff, fr)[1], abs=0.006)
+
+
 def test_kid_adapts_to_few_samples_and_too_few_is_an_error(digits, extractor):
     few = digits.test.images[:30]
     m = compute_metrics(few, digits.train.images, "few", extractor, ["kid"], CACHE_DIR, kid_subset_size=1000)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ganray.config import Config, ModelConfig
+from ganray.config import Config
 from ganray.data import load_splits
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
@@ -16,9 +16,8 @@ from ganray.generation.plan import ShardPlan
 from ganray.generation.render import AugmentedShards, GeneratedShards
 from ganray.generation.shard import PNG_LEVEL
 from ganray.generation.writer import OutputSummary, write_output
-from ganray.models import build_generator
 from ganray.storage import open_store
-from ganray.training.export import LoadedGenerator
+from ganray.training.export import LoadedGenerator, generator_from
 
 
 def with_out(cfg: Config, out: str | None) -> Config:
@@ -59,9 +58,8 @@ class GeneratorFactory:
     png_level: int
 
     def __call__(self, device: torch.device) -> GeneratedShards:
-        G = build_generator(ModelConfig.model_validate(self.model), self.image_shape, len(self.class_names))
-        G.load_state_dict(self.state)
-        G = G.to(device).eval().requires_grad_(False)
+        meta = {"model": self.model, "image_shape": self.image_shape, "class_names": self.class_names}
+        G = generator_from(meta, self.state).to(device)
         judge = None
         if self.judge is not None:
             from ganray.metrics.domain import classifier_from_state

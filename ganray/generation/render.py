@@ -44,7 +44,7 @@ class GeneratedShards:
     plan: ShardPlan
     class_names: tuple[str, ...]
     identity: str
-    batch_size: int = 500
+    batch_size: int = 256
     judge: Callable[[torch.Tensor], torch.Tensor] | None = None  # images in [-1, 1] -> class probabilities
     min_confidence: float = 0.0
     png_level: int = PNG_LEVEL

@@ -40,7 +40,7 @@ class Evaluator:
         return compute_metrics(
             images, self.real.images, self.real_id, self.extractor, e.metrics, self.cfg.storage.cache_dir,
             kid_subset_size=e.kid_subset_size, kid_subsets=e.kid_subsets, batch_size=e.batch_size,
-            seed=e.seed, device=self.device,
+            seed=e.seed, device=self.device, prc_samples=e.prc_samples,
         )
 
     def evaluate_generator(self, G: nn.Module, recalibrate: bool = True) -> dict[str, float]:
