@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import ray  # noqa: E402
 import torch  # noqa: E402
 
-from ganray.config import ModelConfig, load_config  # noqa: E402
+from ganray.config import GenerateConfig, ModelConfig, load_config  # noqa: E402
 from ganray.data.base import to_uint8  # noqa: E402
 from ganray.generation.jobs import generate  # noqa: E402
 from ganray.generation.plan import ShardPlan  # noqa: E402
@@ -35,7 +35,7 @@ from ganray.generation.shard import encode_png  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
 from ganray.models import build_generator  # noqa: E402
 from ganray.storage import open_store  # noqa: E402
-from ganray.training.export import LoadedGenerator, load_generator  # noqa: E402
+from ganray.training.export import LoadedGenerator, generator_from, load_generator  # noqa: E402
 from ganray.ray_session import start_local_ray  # noqa: E402
 from results import Check, record  # noqa: E402
 from s3server import start_s3_server  # noqa: E402
@@ -46,7 +46,8 @@ SHARD = 1000
 def untrained_generator() -> LoadedGenerator:
     """The default architecture with random weights: the same compute as a trained one."""
     model = ModelConfig()
-    G = build_generator(model, (1, 28, 28), 10).eval()
+    meta = {"model": model.model_dump(), "image_shape": (1, 28, 28), "class_names": list(range(10))}
+    G = generator_from(meta, build_generator(model, (1, 28, 28), 10).state_dict())
     info = {"arch": model.arch, "model": model.model_dump(), "image_shape": [1, 28, 28], "class_names": [str(c) for c in range(10)],
             "data_fingerprint": "bench", "data_source": "digits", "step": 0, "metrics": {}, "weights_sha256": "0" * 64}
     return LoadedGenerator(G, info)
@@ -66,9 +67,7 @@ def _forward_shard(G: torch.nn.Module, plan: ShardPlan, s: int, batch: int) -> n
 @ray.remote(num_cpus=1)
 def forward_task(state: dict, model: dict, plan: ShardPlan, shards: list[int], batch: int) -> int:
     torch.set_num_threads(1)
-    G = build_generator(ModelConfig.model_validate(model), (1, 28, 28), 10)
-    G.load_state_dict(state)
-    G.eval()
+    G = generator_from({"model": model, "image_shape": (1, 28, 28), "class_names": list(range(10))}, state)  # as actors do
     return sum(len(_forward_shard(G, plan, s, batch)) for s in shards)
 
 
@@ -90,6 +89,7 @@ def main() -> None:
     p.add_argument("--naive", type=int, default=300, help="images for the naive one-request-per-image loop")
     p.add_argument("--generator", help="an exported generator dir (default: the default model, random weights)")
     p.add_argument("--png-level", type=int, default=6, help="generate.png_compress_level (0 = stored, fastest)")
+    p.add_argument("--batch", type=int, default=GenerateConfig().batch_size, help="generate.batch_size")
     args = p.parse_args()
     setup_logging("WARNING")
     server = start_s3_server()
@@ -103,7 +103,7 @@ def main() -> None:
         plan = ShardPlan.build(args.samples, SHARD, 0, [1.0] * 10)
         split = [list(range(plan.num_shards))[i :: args.workers] for i in range(args.workers)]
         model = loaded.info["model"]
-        batch = 500
+        batch = args.batch
 
         t_forward = timed(lambda: ray.get([forward_task.remote(state, model, plan, sh, batch) for sh in split]))
         images = np.concatenate([_forward_shard(loaded.G, plan, s, batch) for s in range(plan.num_shards)])
