@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-RESULTS = Path(__file__).with_name("results.json")
+RESULTS = Path(os.environ.get("GANRAY_BENCH_RESULTS") or Path(__file__).with_name("results.json"))
 
 
 @dataclass(frozen=True)
