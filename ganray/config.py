@@ -52,7 +52,7 @@ class ModelConfig(_Section):
 
 class LossConfig(_Section):
     kind: Literal["minimax", "hinge"] = "hinge"
-    diffaugment: str = Field("translation,cutout", description="comma list of color,translation,cutout; empty for none")
+    diffaugment: str = Field("translation", description="comma list of color,translation,cutout; empty for none")
 
     @field_validator("diffaugment")
     @classmethod
@@ -73,7 +73,10 @@ class TrainConfig(_Section):
     beta1: float = Field(0.0, ge=0.0, lt=1.0)
     beta2: float = Field(0.9, ge=0.0, lt=1.0)
     adam_eps: float = Field(1e-7, gt=0.0, description="Keras' Adam default")
-    ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="0 disables the EMA generator")
+    ema_decay: float = Field(
+        0.999, ge=0.0, lt=1.0,
+        description="0 disables the EMA generator; warmed up as min(decay, (1+step)/(10+step)), so it reaches 0.999 after ~9,000 steps",
+    )
     seed: int = 0
     log_every: int = Field(50, ge=1)
     sample_every: int = Field(600, ge=1)
