@@ -6,7 +6,7 @@ another for the cores; each measures its two sides alternately in that process. 
     .venv/bin/python bench/run_all.py [--quick] [--only train_overhead,eval_cost] [--gpu]
 
 --quick shortens every benchmark (minutes instead of tens of minutes; noisier ratios).
---gpu runs training, generation and tuning on the GPU (a GPU machine; see bench/gpu.sh).
+--gpu runs training, generation and tuning on the GPU and adds bench/gpu.py (a GPU machine; see bench/gpu.sh).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "generate_throughput": ([], ["--samples", "40000"], []),  # fewer amortize actor start-up too little
     "tune_asha": ([], ["--trials", "8", "--set", "train.steps=300", "--set", "eval.every=50"],
                   [*GPU, "--set", "tune.gpus_per_trial=0.125"]),
+    "gpu": ([], ["--quick"], []),  # GPU-only figures (bench/gpu.py); in the default list with --gpu only
 }
 
 
@@ -40,9 +41,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--gpu", action="store_true")
-    p.add_argument("--only", default=",".join(BENCHMARKS), help="comma list of benchmarks")
+    p.add_argument("--only", help="comma list of benchmarks (default: all; gpu only with --gpu)")
     args = p.parse_args()
-    names = [n for n in args.only.split(",") if n]
+    default = [n for n in BENCHMARKS if n != "gpu" or args.gpu]
+    names = [n for n in (args.only.split(",") if args.only else default) if n]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}", file=sys.stderr)

@@ -84,6 +84,9 @@ class TrainConfig(_Section):
     keep_checkpoints: int = Field(3, ge=1)
     amp: Literal["none", "bf16"] = Field("none", description="bf16 autocast, GPU only")
     channels_last: bool = Field(True, description="NHWC memory format for G and D (oneDNN on CPU, tensor cores on GPU)")
+    sync_batchnorm: bool = Field(
+        False, description="with several workers, G's BatchNorm uses the global batch's statistics (2 all-reduces per layer per step)",
+    )
     threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = the worker's CPUs")
 
 

@@ -25,6 +25,7 @@ from ganray.errors import GanrayError
 from ganray.training.diffaugment import diff_augment
 from ganray.training.losses import LOSSES
 from ganray.training.sampling import fixed_inputs, generate, grid_png, recalibrate_batchnorm
+from ganray.training.sync_bn import cross_replica_batchnorm
 from ganray.training.state import GANState, build_state, update_ema
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ def train_gan(
                 group.update(lr=lr, betas=(t.beta1, t.beta2), eps=t.adam_eps)
         log.info("resuming at step %d of %d", state.step, t.steps)
     if worker.world > 1 and dist.is_initialized():
+        if t.sync_batchnorm:  # so N workers train the generator one worker would
+            cross_replica_batchnorm(state.G)
         ids = [device.index] if device.type == "cuda" else None
         G = DDP(state.G, device_ids=ids)
         # D runs once per step on the concatenated real+fake batch; its buffers are its own.
