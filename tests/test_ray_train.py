@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import ray.cloudpickle
+import pytest
 import torch
 
 from conftest import tiny_config
@@ -48,11 +49,12 @@ def _ddp_worker(config):
     train_gan(cfg, data, _SaveFinal(config["out"], ctx.get_world_rank()), Worker(ctx.get_world_rank(), ctx.get_world_size()))
 
 
-def test_two_worker_ddp_keeps_replicas_identical(ray_local, tmp_path):
+@pytest.mark.parametrize("sync_bn", [False, True])
+def test_two_worker_ddp_keeps_replicas_identical(ray_local, tmp_path, sync_bn):
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    cfg = tiny_config(tmp_path, "ray.num_workers=2", "train.steps=6", "train.checkpoint_every=6")
+    cfg = tiny_config(tmp_path, "ray.num_workers=2", "train.steps=6", "train.checkpoint_every=6", f"train.sync_batchnorm={sync_bn}")
     TorchTrainer(
         _ddp_worker,
         train_loop_config={"cfg": cfg.model_dump(), "out": str(tmp_path)},
@@ -68,6 +70,11 @@ def test_two_worker_ddp_keeps_replicas_identical(ray_local, tmp_path):
         assert params
         for k in params:
             assert torch.allclose(r0[net][k], r1[net][k], atol=1e-6), (net, k)
+    # Cross-replica BatchNorm: both ranks saw the same (global) batch statistics, down to G's last forward.
+    running = [k for k in r0["G"] if "running" in k]
+    assert running
+    same = all(torch.allclose(r0["G"][k], r1["G"][k], atol=1e-5) for k in running)
+    assert same == sync_bn
     # And they trained: weights moved away from the shared initialization.
     from ganray.training.state import build_state
 
