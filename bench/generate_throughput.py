@@ -84,7 +84,7 @@ def timed(fn) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--samples", type=int, default=20000)
+    p.add_argument("--samples", type=int, default=100_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--naive", type=int, default=300, help="images for the naive one-request-per-image loop")
     p.add_argument("--generator", help="an exported generator dir (default: the default model, random weights)")
