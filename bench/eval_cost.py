@@ -28,18 +28,10 @@ from ganray.data import load_splits  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
 from results import Check, record  # noqa: E402
 from ganray.metrics.evaluator import build_evaluator  # noqa: E402
-from ganray.training.loop import train_gan  # noqa: E402
+from ganray.training.loop import NullHooks, train_gan  # noqa: E402
 from ganray.training.sampling import recalibrate_batchnorm  # noqa: E402
 
 TARGET = 0.10
-
-
-class _NoHooks:
-    def log(self, step: int, metrics: dict) -> None: ...
-
-    def samples(self, step: int, png: bytes) -> None: ...
-
-    def checkpoint(self, step, state, metrics) -> None: ...
 
 
 def measure(overrides: list[str], threads: int, train_steps: int, repeats: int, cache: str) -> dict:
@@ -54,9 +46,9 @@ def measure(overrides: list[str], threads: int, train_steps: int, repeats: int, 
         "eval.every=0", "ray.num_workers=1",
     ])
     warm = tcfg.model_copy(update={"train": tcfg.train.model_copy(update={"steps": 10})})
-    train_gan(warm, splits.train, _NoHooks())
+    train_gan(warm, splits.train, NullHooks())
     start = time.perf_counter()
-    state = train_gan(tcfg, splits.train, _NoHooks())
+    state = train_gan(tcfg, splits.train, NullHooks())
     step_s = (time.perf_counter() - start) / train_steps
     evaluator = build_evaluator(cfg, splits)
     G = state.sampler()

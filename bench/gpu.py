@@ -53,7 +53,7 @@ PARTS = ("train", "compile", "generate", "evaluate", "ddp")
 log = logging.getLogger("bench.gpu")
 
 
-class _Rates:
+class _Rates(loop.NullHooks):
     """Hooks that keep the loop's img/s readings and drop everything else."""
 
     def __init__(self) -> None:
@@ -62,10 +62,6 @@ class _Rates:
     def log(self, step: int, metrics: dict) -> None:
         if "img_per_s" in metrics:
             self.rates.append(metrics["img_per_s"])
-
-    def samples(self, step: int, png: bytes) -> None: ...
-
-    def checkpoint(self, step, state, metrics) -> None: ...
 
 
 USER: list[str] = []  # --set overrides, applied last to every config

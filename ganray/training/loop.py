@@ -48,6 +48,16 @@ class Hooks(Protocol):
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None: ...
 
 
+class NullHooks:
+    """Hooks that keep nothing: for callers that only want the trained state (benchmarks, experiments)."""
+
+    def log(self, step: int, metrics: dict) -> None: ...
+
+    def samples(self, step: int, png: bytes) -> None: ...
+
+    def checkpoint(self, step: int, state: GANState, metrics: dict) -> None: ...
+
+
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
 
