@@ -43,14 +43,12 @@ from s3server import start_s3_server  # noqa: E402
 SHARD = 1000
 
 
-def untrained_generator() -> LoadedGenerator:
-    """The default architecture with random weights: the same compute as a trained one."""
-    model = ModelConfig()
-    meta = {"model": model.model_dump(), "image_shape": (1, 28, 28), "class_names": list(range(10))}
-    G = generator_from(meta, build_generator(model, (1, 28, 28), 10).state_dict())
+def untrained_generator(model: ModelConfig | None = None) -> LoadedGenerator:
+    """An architecture (the default one) with random weights: the same compute as a trained one."""
+    model = model or ModelConfig()
     info = {"arch": model.arch, "model": model.model_dump(), "image_shape": [1, 28, 28], "class_names": [str(c) for c in range(10)],
             "data_fingerprint": "bench", "data_source": "digits", "step": 0, "metrics": {}, "weights_sha256": "0" * 64}
-    return LoadedGenerator(G, info)
+    return LoadedGenerator(generator_from(info, build_generator(model, (1, 28, 28), 10).state_dict()), info)
 
 
 def _forward_shard(G: torch.nn.Module, plan: ShardPlan, s: int, batch: int) -> np.ndarray:
@@ -65,9 +63,9 @@ def _forward_shard(G: torch.nn.Module, plan: ShardPlan, s: int, batch: int) -> n
 
 
 @ray.remote(num_cpus=1)
-def forward_task(state: dict, model: dict, plan: ShardPlan, shards: list[int], batch: int) -> int:
+def forward_task(state: dict, info: dict, plan: ShardPlan, shards: list[int], batch: int) -> int:
     torch.set_num_threads(1)
-    G = generator_from({"model": model, "image_shape": (1, 28, 28), "class_names": list(range(10))}, state)  # as actors do
+    G = generator_from(info, state)  # as actors do
     return sum(len(_forward_shard(G, plan, s, batch)) for s in shards)
 
 
@@ -102,10 +100,9 @@ def main() -> None:
         state = {k: v.detach().cpu() for k, v in loaded.G.state_dict().items()}
         plan = ShardPlan.build(args.samples, SHARD, 0, [1.0] * 10)
         split = [list(range(plan.num_shards))[i :: args.workers] for i in range(args.workers)]
-        model = loaded.info["model"]
         batch = args.batch
 
-        t_forward = timed(lambda: ray.get([forward_task.remote(state, model, plan, sh, batch) for sh in split]))
+        t_forward = timed(lambda: ray.get([forward_task.remote(state, loaded.info, plan, sh, batch) for sh in split]))
         images = np.concatenate([_forward_shard(loaded.G, plan, s, batch) for s in range(plan.num_shards)])
         chunks = [ray.put(c) for c in np.array_split(images, args.workers)]
         png_bytes: list[int] = []
@@ -142,7 +139,7 @@ def main() -> None:
     }
     vs_parts = rates["end_to_end"] / min(rates["forward"], rates["png"])
     vs_naive = rates["end_to_end"] / rates["naive"]
-    print(f"{args.workers} workers, {args.samples} samples in shards of {SHARD}, model {model['arch']} width {model['width']}, "
+    print(f"{args.workers} workers, {args.samples} samples in shards of {SHARD}, model {loaded.info['arch']} width {loaded.info['model']['width']}, "
           f"PNG level {args.png_level} ({sum(png_bytes) / args.samples:.0f} bytes per image)")
     for k, v in rates.items():
         print(f"  {k:<11} {v:>9.0f} samples/s")

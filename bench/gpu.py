@@ -43,7 +43,6 @@ from ganray.data import load_splits  # noqa: E402
 from ganray.generation.shard import encode_png  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
 from ganray.metrics.evaluator import build_evaluator  # noqa: E402
-from ganray.training.export import generator_from  # noqa: E402
 from ganray.training.sampling import balanced_labels, recalibrate_batchnorm, sample_balanced  # noqa: E402
 from results import Check, record  # noqa: E402
 
@@ -132,17 +131,15 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_generate(device: torch.device, quick: bool, workdir: Path) -> tuple[list[dict], list[Check]]:
+    from generate_throughput import untrained_generator
     from ganray.generation.jobs import generate
-    from ganray.models import build_generator
     from ganray.ray_session import start_local_ray
-    from ganray.training.export import LoadedGenerator
 
     import ray
 
     n = 4000 if quick else 200_000
-    cfg0 = _cfg([])
-    meta = {"model": cfg0.model.model_dump(), "image_shape": (1, 28, 28), "class_names": [str(c) for c in range(10)]}
-    G = generator_from(meta, build_generator(cfg0.model, (1, 28, 28), 10).state_dict()).to(device)
+    loaded = untrained_generator(_cfg([]).model)
+    G = loaded.G.to(device)
     rows, checks = [], []
     forward = {}
     for batch in (256, 4096):
@@ -169,8 +166,6 @@ def bench_generate(device: torch.device, quick: bool, workdir: Path) -> tuple[li
     gpus = 1 if device.type == "cuda" else 0
     start_local_ray(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, logging_level="WARNING")
     try:
-        loaded = LoadedGenerator(G.cpu(), {**meta, "arch": cfg0.model.arch, "data_fingerprint": "bench", "data_source": "digits",
-                                           "step": 0, "metrics": {}, "weights_sha256": "0" * 64})
         actor_cpus = max(1, cpus - 1)
         for level in (0, 6):
             for batch in (256,) if quick else (256, 4096):

@@ -88,6 +88,13 @@ def check_compatible(fake: torch.Tensor, real: torch.Tensor) -> None:
             )
 
 
+def _subset(images: torch.Tensor, m: int, seed: int) -> torch.Tensor:
+    """`m` of the images, drawn with `seed`; all of them, in order, when there are no more than `m`."""
+    if m >= len(images):
+        return images
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:m]]
+
+
 def compute_metrics(
     fake: torch.Tensor,
     real: torch.Tensor,
@@ -141,12 +148,10 @@ def compute_metrics(
         ))
     if "prc" in metrics:
         m = min(prc_samples, n)
-        # The real subset is fixed (seed 0) so its cached features stay valid for every eval seed.
-        pick_fake = torch.randperm(len(fake), generator=torch.Generator().manual_seed(seed))[:m]
-        pick_real = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:m]
         raw.update(torch_fidelity.calculate_metrics(
-            input1=ImageTensorDataset(fake[pick_fake] if m < len(fake) else fake, extractor.channels),
-            input2=ImageTensorDataset(real[pick_real] if m < len(real) else real, extractor.channels),
+            input1=ImageTensorDataset(_subset(fake, m, seed), extractor.channels),
+            # The real subset is fixed (seed 0) so its cached features stay valid for every eval seed.
+            input2=ImageTensorDataset(_subset(real, m, 0), extractor.channels),
             input2_cache_name=real_name if m == len(real) else f"{real_name}-prc{m}",
             prc=True,
             **common,
