@@ -32,6 +32,10 @@ class DataConfig(_Section):
     channels: Literal[1, 3] = 1
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held out when a source has no test split")
     train_fraction: float = Field(1.0, gt=0.0, le=1.0, description="use a class-stratified subset of train")
+    val_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="class-stratified share of train (after train_fraction) held out for "
+        "selection decisions; models never train on it, and test is read only for final numbers; 0 = off",
+    )
     split_seed: int = 0
 
     @field_validator("image_size")
@@ -53,6 +57,12 @@ class ModelConfig(_Section):
 class LossConfig(_Section):
     kind: Literal["minimax", "hinge"] = "hinge"
     diffaugment: str = Field("translation", description="comma list of color,translation,cutout; empty for none")
+    lecam: float = Field(0.0, ge=0.0, description="weight of the LeCam regularizer on D's logits (0.3 in its paper for low data); 0 = off")
+    ada_target: float = Field(
+        0.0, ge=0.0, lt=1.0, description="adaptive augmentation: p rises while E[sign(D(real))] exceeds this target "
+        "(ADA uses 0.6); 0 = off, DiffAugment always applied",
+    )
+    ada_kimg: float = Field(100.0, gt=0.0, description="thousands of images for the adaptive probability to go from 0 to 1")
 
     @field_validator("diffaugment")
     @classmethod
@@ -109,9 +119,17 @@ class EvalConfig(_Section):
     batch_size: int = Field(256, ge=1, description="sampling and feature batch (256 suits CPU caches; raise it on GPUs)")
     seed: int = Field(0, description="noise and labels of the evaluated samples")
     classifier_steps: int = Field(500, ge=1, description="training steps of the domain classifier / report judge")
+    cas_samples: int = Field(
+        2000, ge=0, description="synthetic samples of cas_val (train on synthetic, accuracy on validation) at each evaluation; 0 = off",
+    )
+    cas_steps: int = Field(200, ge=1, description="classifier steps of cas_val: a small fixed budget, the same for every checkpoint")
     report_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="classifier seeds the report averages over")
     report_fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 1.0], description="real-train fractions of the low-data study")
     report_samples: int = Field(5000, ge=10, description="class-balanced synthetic samples per classifier in the report")
+    recipes: list[str] = Field(
+        default_factory=lambda: ["real", "mix-50", "mix-75", "mix-50-soft"],
+        description="downstream recipes the report compares on validation (names in ganray.metrics.recipes); real is always one",
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -202,6 +220,13 @@ class TuneConfig(_Section):
     seed: int = Field(0, description="seeds the search algorithm's sampling")
 
 
+class ExportConfig(_Section):
+    select: Literal["cas_val", "fid", "last"] = Field(
+        "cas_val", description="which checkpoint becomes <run>/generator: best cas_val (utility on validation), "
+        "lowest FID, or the last; falls back to last when the run has no such metric",
+    )
+
+
 class GenerateConfig(_Section):
     out: str | None = Field(None, description="output directory or s3://bucket/prefix for shards and manifest.json")
     num_samples: int = Field(10000, ge=1, description="samples to generate (augment: ignored, set by the data)")
@@ -210,6 +235,10 @@ class GenerateConfig(_Section):
     classes: list[float] | None = Field(None, description="class proportions, one per class; None = balanced")
     min_confidence: float = Field(
         0.0, ge=0.0, lt=1.0, description="quality filter: keep samples the domain classifier assigns to their class with at least this probability; 0 = off"
+    )
+    latent_scale: float = Field(
+        1.0, gt=0.0, le=4.0, description="noise is multiplied by this: below 1 trades diversity for fidelity (truncation), "
+        "above 1 the reverse; recorded in the manifest",
     )
     num_actors: int = Field(0, ge=0, description="Ray actors writing shards; 0 = one per ray.cpus_per_worker CPUs in the cluster")
     batch_size: int = Field(256, ge=1, description="generator forward batch (256 suits CPU caches; raise it on GPUs)")
@@ -230,6 +259,7 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()
     tune: TuneConfig = TuneConfig()
+    export: ExportConfig = ExportConfig()
     generate: GenerateConfig = GenerateConfig()
 
     @model_validator(mode="after")

@@ -45,8 +45,11 @@ def run_demo(cfg: Config) -> str:
         f"seeds {report['seeds']['classifier']}):",
         f"    real-data accuracy      {cas['real']['mean']:.4f}",
         f"    synthetic-data accuracy {cas['synthetic']['mean']:.4f}   ({cas['ratio']:.3f}x of real)",
-        *[f"    real {float(f):.0%} + synthetic    {g['real_plus_synthetic']['mean']:.4f} vs {g['real_only']['mean']:.4f} real only"
+        *[f"    {float(f):.0%} of the real data: recipe {g['recipe']['name']} (chosen on validation) "
+          f"{g['recipe_test']['mean']:.4f} vs {g['real_only']['mean']:.4f} real only"
           for f, g in low.items()],
+        f"  verdict                 {report.get('verdict', 'no recipe for the run fraction')}",
+        f"  reproduce the data      {report.get('generate_command', '-')}",
         f"  per-class coverage      {report['coverage']['overall']:.3f}",
         f"  synthetic dataset       {len(m['shardlist'])} shards, {m['num_samples']} labelled samples in {shards.uri}",
         "",

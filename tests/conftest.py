@@ -33,6 +33,8 @@ def tiny_config(tmp_path, *overrides: str) -> Config:
         "eval.every=0",
         "eval.classifier_steps=150",
         "eval.num_samples=200",
+        "eval.cas_samples=200",
+        "eval.cas_steps=20",
     ]
     return load_config(None, [*base, *overrides])
 

@@ -103,7 +103,7 @@ def test_idx_round_trip(tmp_path: Path, gz: bool) -> None:
     suffix = ".gz" if gz else ""
     got = read_idx(tmp_path / f"train-images-idx3-ubyte{suffix}")
     np.testing.assert_array_equal(got, arrays["train"][0])
-    splits = load_splits(DataConfig(source="mnist", path=str(tmp_path)))
+    splits = load_splits(DataConfig(val_fraction=0.0, source="mnist", path=str(tmp_path)))
     assert isinstance(splits, Splits)
     assert (len(splits.train), len(splits.test)) == (30, 10)
     assert splits.train.shape == (1, 28, 28)
@@ -151,7 +151,7 @@ def test_idx_missing_file_names_file_and_dir(tmp_path: Path) -> None:
     make_idx_dir(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(GanrayError) as e:
-        load_splits(DataConfig(source="mnist", path=str(tmp_path)))
+        load_splits(DataConfig(val_fraction=0.0, source="mnist", path=str(tmp_path)))
     assert "t10k-labels-idx1-ubyte" in str(e.value) and str(tmp_path) in str(e.value)
 
 
@@ -159,15 +159,15 @@ def test_idx_count_mismatch_and_label_range(tmp_path: Path) -> None:
     make_idx_dir(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(29, dtype=np.uint8))
     with pytest.raises(GanrayError, match="train-labels-idx1-ubyte.*29 labels.*30 images"):
-        load_splits(DataConfig(source="mnist", path=str(tmp_path)))
+        load_splits(DataConfig(val_fraction=0.0, source="mnist", path=str(tmp_path)))
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.full(30, 10, dtype=np.uint8))
     with pytest.raises(GanrayError, match="train-labels-idx1-ubyte.*labels in \\[10, 10\\]"):
-        load_splits(DataConfig(source="mnist", path=str(tmp_path)))
+        load_splits(DataConfig(val_fraction=0.0, source="mnist", path=str(tmp_path)))
 
 
 def test_fashion_mnist_names_and_resize(tmp_path: Path) -> None:
     make_idx_dir(tmp_path, gz=True)
-    splits = load_splits(DataConfig(source="fashion-mnist", path=str(tmp_path), image_size=32, channels=3))
+    splits = load_splits(DataConfig(val_fraction=0.0, source="fashion-mnist", path=str(tmp_path), image_size=32, channels=3))
     assert splits.train.class_names == FASHION_MNIST_NAMES
     assert splits.train.class_names[0] == "T-shirt/top" and splits.train.class_names[9] == "Ankle boot"
     assert splits.train.shape == (3, 32, 32)
@@ -183,7 +183,7 @@ def test_cifar_pixel_layout_round_trips(tmp_path: Path) -> None:
     batches["data_batch_1"][b"data"][0, [5 * 32 + 7, 1024 + 5 * 32 + 7, 2048 + 5 * 32 + 7]] = [11, 22, 33]
     with open(tmp_path / "data_batch_1", "wb") as f:
         pickle.dump(batches["data_batch_1"], f)
-    splits = load_splits(DataConfig(source="cifar10", path=str(tmp_path), image_size=32, channels=3))
+    splits = load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path), image_size=32, channels=3))
     assert (len(splits.train), len(splits.test)) == (20, 4)
     assert splits.train.shape == (3, 32, 32)
     assert splits.train.images[0, :, 5, 7].tolist() == [11, 22, 33]
@@ -196,10 +196,10 @@ def test_cifar_pixel_layout_round_trips(tmp_path: Path) -> None:
 
 def test_cifar_subdir_str_keys_protocol2_no_meta(tmp_path: Path) -> None:
     batches = write_cifar(tmp_path / "cifar-10-batches-py", protocol=2, str_keys=True, meta=False)
-    splits = load_splits(DataConfig(source="cifar10", path=str(tmp_path), image_size=32, channels=3))
+    splits = load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path), image_size=32, channels=3))
     assert splits.train.class_names == CIFAR10_NAMES
     np.testing.assert_array_equal(splits.test.images.reshape(4, -1).numpy(), batches["test_batch"]["data"])
-    grey = load_splits(DataConfig(source="cifar10", path=str(tmp_path), image_size=16, channels=1))
+    grey = load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path), image_size=16, channels=1))
     assert grey.train.shape == (1, 16, 16)
 
 
@@ -209,7 +209,7 @@ def test_cifar_malicious_pickle_refused_and_not_executed(tmp_path: Path) -> None
     with open(tmp_path / "data_batch_3", "wb") as f:
         pickle.dump({b"data": Evil(marker), b"labels": []}, f)
     with pytest.raises(GanrayError, match="data_batch_3.*refuses to unpickle .*system.*CIFAR batches hold only arrays"):
-        load_splits(DataConfig(source="cifar10", path=str(tmp_path), image_size=32, channels=3))
+        load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path), image_size=32, channels=3))
     assert not marker.exists()
 
 
@@ -219,18 +219,18 @@ def test_cifar_bad_shapes_and_labels_name_file(tmp_path: Path) -> None:
     with open(tmp_path / "data_batch_2", "wb") as f:
         pickle.dump(bad, f)
     with pytest.raises(GanrayError, match="data_batch_2.*3072"):
-        load_splits(DataConfig(source="cifar10", path=str(tmp_path), image_size=32, channels=3))
+        load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path), image_size=32, channels=3))
     bad = {**batches["data_batch_2"], b"labels": [0, 1, 2, 10]}
     with open(tmp_path / "data_batch_2", "wb") as f:
         pickle.dump(bad, f)
     with pytest.raises(GanrayError, match="data_batch_2.*labels in"):
-        load_splits(DataConfig(source="cifar10", path=str(tmp_path), image_size=32, channels=3))
+        load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path), image_size=32, channels=3))
     (tmp_path / "data_batch_2").write_bytes(b"garbage")
     with pytest.raises(GanrayError, match="data_batch_2"):
-        load_splits(DataConfig(source="cifar10", path=str(tmp_path), image_size=32, channels=3))
+        load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path), image_size=32, channels=3))
     (tmp_path / "data_batch_2").unlink()
     with pytest.raises(GanrayError, match="lacks data_batch_2"):
-        load_splits(DataConfig(source="cifar10", path=str(tmp_path), image_size=32, channels=3))
+        load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path), image_size=32, channels=3))
 
 
 # ---------------------------------------------------------------- folder
@@ -260,7 +260,7 @@ def _by_label(ds: ImageDataset) -> dict[int, list[torch.Tensor]]:
 
 def test_folder_mixed_modes_rgb(tmp_path: Path) -> None:
     make_mixed_folder(tmp_path)
-    splits = load_splits(DataConfig(source="folder", path=str(tmp_path), image_size=12, channels=3, test_fraction=0.01))
+    splits = load_splits(DataConfig(val_fraction=0.0, source="folder", path=str(tmp_path), image_size=12, channels=3, test_fraction=0.01))
     ds = splits.train
     assert ds.class_names == ("a_grey", "b_rgb", "c_alpha")
     assert len(splits.test) == 0 and len(ds) == 8 and ds.shape == (3, 12, 12)
@@ -280,7 +280,7 @@ def test_folder_mixed_modes_rgb(tmp_path: Path) -> None:
 
 def test_folder_grey_and_odd_size(tmp_path: Path) -> None:
     make_mixed_folder(tmp_path)
-    splits = load_splits(DataConfig(source="folder", path=str(tmp_path), image_size=20, channels=1, test_fraction=0.01))
+    splits = load_splits(DataConfig(val_fraction=0.0, source="folder", path=str(tmp_path), image_size=20, channels=1, test_fraction=0.01))
     assert splits.train.shape == (1, 20, 20)
     per = _by_label(splits.train)
     assert [int(im[0, 10, 10]) for im in per[0]] == [77, 100]
@@ -292,7 +292,7 @@ def test_folder_stratified_split(tmp_path: Path) -> None:
     for c in ("cat", "dog"):
         for i in range(10):
             save(tmp_path / c / f"{i}.png", Image.new("L", (8, 8), i * 10))
-    cfg = DataConfig(source="folder", path=str(tmp_path), image_size=8, test_fraction=0.2)
+    cfg = DataConfig(val_fraction=0.0, source="folder", path=str(tmp_path), image_size=8, test_fraction=0.2)
     splits = load_splits(cfg)
     assert (len(splits.train), len(splits.test)) == (16, 4)
     assert splits.test.labels.bincount().tolist() == [2, 2]
@@ -305,20 +305,20 @@ def test_folder_train_test_subdirs(tmp_path: Path) -> None:
         for c in ("x", "y"):
             for i in range(n):
                 save(tmp_path / split / c / f"{i}.png", Image.new("L", (8, 8), 50 if c == "x" else 150))
-    splits = load_splits(DataConfig(source="folder", path=str(tmp_path), image_size=8))
+    splits = load_splits(DataConfig(val_fraction=0.0, source="folder", path=str(tmp_path), image_size=8))
     assert splits.train.class_names == ("x", "y")
     assert (len(splits.train), len(splits.test)) == (6, 4)
     assert splits.test.labels.tolist() == [0, 0, 1, 1]
     assert splits.test.images[:, 0, 0, 0].tolist() == [50, 50, 150, 150]
     save(tmp_path / "test" / "z" / "0.png", Image.new("L", (8, 8)))
     with pytest.raises(GanrayError, match="different class folders.*only in test: \\['z'\\]"):
-        load_splits(DataConfig(source="folder", path=str(tmp_path), image_size=8))
+        load_splits(DataConfig(val_fraction=0.0, source="folder", path=str(tmp_path), image_size=8))
 
 
 def test_folder_corrupt_empty_and_no_classes(tmp_path: Path) -> None:
     save(tmp_path / "a" / "ok.png", Image.new("L", (8, 8)))
     (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
-    cfg = DataConfig(source="folder", path=str(tmp_path), image_size=8)
+    cfg = DataConfig(val_fraction=0.0, source="folder", path=str(tmp_path), image_size=8)
     with pytest.raises(GanrayError, match="broken.png"):
         load_splits(cfg)
     (tmp_path / "a" / "broken.png").unlink()
@@ -329,7 +329,7 @@ def test_folder_corrupt_empty_and_no_classes(tmp_path: Path) -> None:
     (bare / "loose.png").parent.mkdir()
     Image.new("L", (8, 8)).save(bare / "loose.png")
     with pytest.raises(GanrayError, match="no class folders"):
-        load_splits(DataConfig(source="folder", path=str(bare), image_size=8))
+        load_splits(DataConfig(val_fraction=0.0, source="folder", path=str(bare), image_size=8))
 
 
 # ---------------------------------------------------------------- digits, registry, contract
@@ -337,7 +337,8 @@ def test_folder_corrupt_empty_and_no_classes(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def digits() -> Splits:
-    return load_splits(DataConfig())
+    """The source's own train/test split (no validation carved), as the loaders make it."""
+    return load_splits(DataConfig(val_fraction=0.0))
 
 
 def test_digits_sizes_shape_and_values(digits: Splits) -> None:
@@ -346,7 +347,7 @@ def test_digits_sizes_shape_and_values(digits: Splits) -> None:
     assert digits.train.shape == (1, 28, 28)
     assert digits.train.class_names == tuple(str(d) for d in range(10))
     assert digits.train.images.dtype == torch.uint8 and int(digits.train.images.max()) >= 250
-    native = load_splits(DataConfig(image_size=8))
+    native = load_splits(DataConfig(val_fraction=0.0, image_size=8))
     from sklearn.datasets import load_digits
 
     raw = load_digits()
@@ -355,32 +356,35 @@ def test_digits_sizes_shape_and_values(digits: Splits) -> None:
 
 
 def test_digits_deterministic_and_stratified(digits: Splits) -> None:
-    again = load_splits(DataConfig())
+    again = load_splits(DataConfig(val_fraction=0.0))
     assert torch.equal(digits.train.images, again.train.images)
     assert torch.equal(digits.test.labels, again.test.labels)
     totals = digits.train.labels.bincount(minlength=10) + digits.test.labels.bincount(minlength=10)
     test_counts = digits.test.labels.bincount(minlength=10)
     assert test_counts.tolist() == [int(round(int(n) * 0.2)) for n in totals]
-    other = load_splits(DataConfig(split_seed=1))
+    other = load_splits(DataConfig(val_fraction=0.0, split_seed=1))
     assert not torch.equal(digits.test.images, other.test.images)
 
 
 def test_digits_rgb(digits: Splits) -> None:
-    rgb = load_splits(DataConfig(channels=3, image_size=16))
+    rgb = load_splits(DataConfig(val_fraction=0.0, channels=3, image_size=16))
     assert rgb.train.shape == (3, 16, 16)
     assert torch.equal(rgb.train.images[:, 0], rgb.train.images[:, 1])
 
 
 def test_train_fraction_subsets(digits: Splits) -> None:
-    half = load_splits(DataConfig(train_fraction=0.5))
+    half = load_splits(DataConfig(train_fraction=0.5, val_fraction=0.0))
     full_counts = digits.train.labels.bincount(minlength=10)
     half_counts = half.train.labels.bincount(minlength=10)
     assert all(abs(int(h) - int(f) / 2) <= 1 for h, f in zip(half_counts, full_counts))
     assert abs(len(half.train) - 719) <= 5
     assert torch.equal(half.test.images, digits.test.images)  # test is never subset
-    tiny = load_splits(DataConfig(train_fraction=0.001))
+    tiny = load_splits(DataConfig(val_fraction=0.0, train_fraction=0.001))
     assert tiny.train.labels.bincount(minlength=10).tolist() == [1] * 10
-    assert torch.equal(load_splits(DataConfig(train_fraction=0.5)).train.images, half.train.images)
+    assert torch.equal(load_splits(DataConfig(train_fraction=0.5, val_fraction=0.0)).train.images, half.train.images)
+    # Validation comes out of the fraction, so a run on it validates on images it never trains on.
+    with_val = load_splits(DataConfig(train_fraction=0.5))
+    assert len(with_val.train) + len(with_val.val) == len(half.train)
 
 
 def test_train_subset_keeps_every_class() -> None:
@@ -393,18 +397,18 @@ def test_train_subset_keeps_every_class() -> None:
 def test_registry_errors(tmp_path: Path) -> None:
     assert SOURCES == ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
     with pytest.raises(GanrayError, match="data.path is required for data.source=wds"):
-        load_splits(DataConfig(source="wds"))
+        load_splits(DataConfig(val_fraction=0.0, source="wds"))
     with pytest.raises(GanrayError, match="does not exist"):
-        load_splits(DataConfig(source="wds", path=str(tmp_path / "no-shards")))
+        load_splits(DataConfig(val_fraction=0.0, source="wds", path=str(tmp_path / "no-shards")))
     with pytest.raises(GanrayError, match="data.path is required for data.source=mnist"):
-        load_splits(DataConfig(source="mnist"))
+        load_splits(DataConfig(val_fraction=0.0, source="mnist"))
     with pytest.raises(GanrayError, match="data.path is required for data.source=folder"):
-        load_splits(DataConfig(source="folder"))
+        load_splits(DataConfig(val_fraction=0.0, source="folder"))
     missing = tmp_path / "nope"
     with pytest.raises(GanrayError, match=f"'{missing}' does not exist"):
-        load_splits(DataConfig(source="cifar10", path=str(missing)))
+        load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(missing)))
     with pytest.raises(GanrayError, match="no CIFAR-10 batches"):
-        load_splits(DataConfig(source="cifar10", path=str(tmp_path)))
+        load_splits(DataConfig(val_fraction=0.0, source="cifar10", path=str(tmp_path)))
 
 
 def test_image_dataset_rejects_bad_labels() -> None:

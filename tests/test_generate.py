@@ -356,3 +356,27 @@ def test_png_level_trades_size_for_speed_and_keeps_pixels_and_default_identity(t
     assert stored.manifest["identity_hash"] != default.manifest["identity_hash"]
     # The default level is not part of the identity, so outputs written before the setting resume as before.
     assert "png_compress_level" not in default.manifest["identity"] and stored.manifest["identity"]["png_compress_level"] == 0
+
+
+def test_latent_scale_changes_the_samples_spread(tmp_path, generator_dir):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ganray.generation.render import GeneratedShards
+
+    loaded = load_generator(generator_dir)
+    plan = ShardPlan.build(300, 300, 0, [1.0] * 10)
+    names = tuple(loaded.info["class_names"])
+
+    def spread(scale: float) -> float:
+        data, _ = GeneratedShards(loaded.G, plan, names, "test", latent_scale=scale).render(0)
+        tar = tarfile.open(fileobj=io.BytesIO(data))
+        images = np.stack([np.asarray(Image.open(tar.extractfile(m)), dtype=np.float64) for m in tar if m.name.endswith(".png")])
+        labels = plan.labels(0)
+        # Mean per-pixel std across the samples of each class: how different the samples are.
+        return float(np.mean([images[labels == c].std(axis=0).mean() for c in range(10)]))
+
+    narrow, normal, wide = spread(0.25), spread(1.0), spread(2.0)
+    assert narrow < 0.7 * normal and normal < wide

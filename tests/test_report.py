@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import tiny_config
 from ganray.cli import main
 from ganray.data.base import to_unit
-from ganray.metrics.utility import augmentation_gain, coverage, tstr
+from ganray.metrics.utility import coverage, tstr
 
 STEPS = 60  # classifier steps: enough to separate good data from noise, quick on 2 CPUs
 
@@ -58,16 +58,6 @@ def test_coverage_per_class(digits):
     assert bad["overall"] < 0.3
 
 
-def test_augmentation_gain_is_real_plus_synthetic_minus_real_only(digits):
-    small = digits.train.subset(torch.arange(0, len(digits.train), 20))  # 72 images: room to gain
-    g = augmentation_gain(ReplayGenerator(digits.train), small, digits.test, 600, [0, 1], STEPS)
-    assert g["n_real"] == len(small)
-    assert len(g["real_only"]["values"]) == 2
-    assert g["gain"] == pytest.approx(g["real_plus_synthetic"]["mean"] - g["real_only"]["mean"])
-    # Replaying the whole train split to a 5% subset must help (measured: 0.891 -> 0.965).
-    assert g["gain"] > 0.03
-
-
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     from ganray.training.local import train_local
@@ -95,7 +85,14 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run):
     assert len(cas["real"]["values"]) == 2 and cas["n_synthetic"] == 200
     assert cas["ratio"] == pytest.approx(cas["synthetic"]["mean"] / cas["real"]["mean"])
     assert set(report["low_data"]) == {"0.5", "1"}
-    assert report["low_data"]["0.5"]["n_real"] < report["low_data"]["1"]["n_real"] == 1438
+    assert report["low_data"]["0.5"]["n_real"] < report["low_data"]["1"]["n_real"] == 1151  # 1,438 less validation
+    assert report["splits"] == {"train": 1151, "val": 287, "test": 359, "decisions": "val", "final_numbers": "test"}
+    for g in report["low_data"].values():
+        assert g["chosen_on"] == "val" and set(g["val"]) == {"real", "mix-50", "mix-75", "mix-50-soft"}
+        assert g["recipe"]["name"] == max(g["val"], key=lambda n: (g["val"][n]["mean"], n == "real"))
+        assert g["gain"]["mean"] == pytest.approx(g["recipe_test"]["mean"] - g["real_only"]["mean"])
+    assert report["recipe"] == report["low_data"]["1"]["recipe"] and report["verdict"] == report["low_data"]["1"]["verdict"]
+    assert report["generate_command"].startswith(f"ganray generate --run {tmp / 'run'}")
     assert 0 <= report["coverage"]["overall"] <= 1
     assert report["fidelity"]["metrics"]["fid_domain"] > 0
     assert report["seeds"]["classifier"] == [0, 1] and report["config"]["eval"]["report_samples"] == 200
@@ -107,14 +104,21 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run):
     assert set(report["figures"]) == {"samples", "fid_curve", "accuracy"}
     md = (out / "report.md").read_text()
     assert "Train on synthetic, test on real" in md and "| 50% |" in md and f"{cas['ratio']:.3f}x" in md
+    assert f"**Verdict: {report['verdict']}.**" in md
 
 
 def test_evaluate_command_on_a_run_and_an_exported_generator(capsys, small_run, tmp_path):
     tmp, _ = small_run
-    common = ["--set", f"storage.cache_dir={tiny_config(tmp).storage.cache_dir}", "--set", "eval.num_samples=100"]
+    common = ["--set", f"storage.cache_dir={tiny_config(tmp).storage.cache_dir}", "--set", "eval.num_samples=100",
+              "--set", "eval.cas_samples=200", "--set", "eval.cas_steps=20"]
     assert main(["evaluate", "--run", str(tmp / "run"), *common]) == 0
     result = json.loads((tmp / "run" / "evaluation.json").read_text())
-    assert result["source"].startswith("run:") and result["generator_step"] == 40
+    from ganray.training.run_dir import read_metrics
+    from ganray.training.selection import best_step
+
+    # `--run` means the run's selected generator: the evaluated step with the best cas_val.
+    selected = best_step(read_metrics(tmp / "run"), "cas_val")
+    assert result["source"].startswith("run:") and result["generator_step"] == selected[0]
     assert result["metrics"]["fid_domain"] > 0 and result["num_samples"] == 100
     out = tmp_path / "e.json"
     assert main(["evaluate", "--generator", str(tmp / "run" / "generator"), "--out", str(out), *common]) == 0
@@ -178,12 +182,13 @@ def test_evaluate_command_on_shards(capsys, digits, tmp_path):
     assert "shard-000001.tar' is not a readable tar" in capsys.readouterr().err
 
 
-def test_report_fractions_are_the_subsets_training_uses(digits):
+def test_report_fractions_are_the_splits_training_uses(digits):
     from ganray.config import DataConfig
     from ganray.data import load_splits
     from ganray.reporting.report import _fraction
 
-    for f in (0.1, 0.5):
-        trained_on = load_splits(DataConfig(train_fraction=f)).train
-        assert torch.equal(_fraction(digits, f, 0).images, trained_on.images)
-    assert _fraction(digits, 1.0, 0) is digits.train
+    full = load_splits(DataConfig(val_fraction=0.0))
+    for f in (0.1, 0.5, 1.0):
+        run_splits = load_splits(DataConfig(train_fraction=f))
+        train, val = _fraction(full.train, DataConfig(), f)
+        assert torch.equal(train.images, run_splits.train.images) and torch.equal(val.images, run_splits.val.images)

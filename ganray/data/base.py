@@ -61,8 +61,9 @@ class ImageDataset:
 
 @dataclass(frozen=True)
 class Splits:
-    train: ImageDataset
-    test: ImageDataset
+    train: ImageDataset  # what models train on (validation already carved out)
+    test: ImageDataset  # read only for final numbers, never for a decision
+    val: ImageDataset | None = None  # carved from train (`data.val_fraction`); every selection uses it
 
 
 def to_model_shape(images: torch.Tensor, size: int, channels: int, chunk: int = 4096) -> torch.Tensor:

@@ -56,6 +56,7 @@ class GeneratorFactory:
     judge: dict | None  # domain classifier payload {"state", "key"} when filtering
     min_confidence: float
     png_level: int
+    latent_scale: float = 1.0
 
     def __call__(self, device: torch.device) -> GeneratedShards:
         meta = {"model": self.model, "image_shape": self.image_shape, "class_names": self.class_names}
@@ -67,7 +68,7 @@ class GeneratorFactory:
             clf = classifier_from_state(self.judge["state"], self.image_shape, len(self.class_names)).to(device).eval()
             judge = _probabilities(clf)
         return GeneratedShards(G, self.plan, self.class_names, self.identity, self.batch_size, judge, self.min_confidence,
-                               self.png_level)
+                               self.png_level, self.latent_scale)
 
 
 def _png(level: int) -> dict[str, int]:
@@ -105,6 +106,8 @@ def generate(cfg: Config, loaded: LoadedGenerator) -> OutputSummary:
         "class_counts": list(plan.counts),
         "min_confidence": g.min_confidence,
         **_png(g.png_compress_level),
+        # Like the PNG level: part of the identity only when set, so earlier outputs keep theirs.
+        **({"latent_scale": g.latent_scale} if g.latent_scale != 1.0 else {}),
     }
     judge = None
     if g.min_confidence > 0:
@@ -112,7 +115,7 @@ def generate(cfg: Config, loaded: LoadedGenerator) -> OutputSummary:
     factory = GeneratorFactory(
         info["model"], tuple(info["image_shape"]), class_names,
         {k: v.detach().cpu() for k, v in loaded.G.state_dict().items()},
-        plan, identity_hash(identity), g.batch_size, judge, g.min_confidence, g.png_compress_level,
+        plan, identity_hash(identity), g.batch_size, judge, g.min_confidence, g.png_compress_level, g.latent_scale,
     )
     return write_output(cfg, store, plan, identity, list(class_names), factory)
 

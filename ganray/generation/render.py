@@ -48,6 +48,7 @@ class GeneratedShards:
     judge: Callable[[torch.Tensor], torch.Tensor] | None = None  # images in [-1, 1] -> class probabilities
     min_confidence: float = 0.0
     png_level: int = PNG_LEVEL
+    latent_scale: float = 1.0
 
     @torch.no_grad()
     def _forward(self, z: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -74,6 +75,8 @@ class GeneratedShards:
         drawn = 0
         for _ in range(MAX_ROUNDS):
             z = rng.standard_normal((len(todo), z_dim)).astype(np.float32)
+            if self.latent_scale != 1.0:
+                z *= np.float32(self.latent_scale)
             images, conf = self._forward(z, labels[todo])
             drawn += len(todo)
             ok = np.ones(len(todo), dtype=bool) if conf is None else conf.numpy() >= self.min_confidence

@@ -93,6 +93,67 @@ def train_classifier(
     return model.eval()
 
 
+@dataclass(frozen=True)
+class Mix:
+    """Synthetic data fed alongside real data: a fixed share of every batch stays real.
+
+    A fixed real share keeps the classifier anchored on real images however many synthetic ones
+    there are; concatenating 5,000 synthetic images to 145 real ones made 97% of every batch
+    synthetic and cost accuracy. `targets` are int labels or soft labels (N x classes).
+    """
+
+    images: torch.Tensor  # uint8 N x C x H x W
+    targets: torch.Tensor
+    real_share: float = 0.5
+
+
+def _batches(n: int, size: int, gen: torch.Generator):
+    """Endless shuffled index batches of `size` (with replacement when `size` exceeds `n`)."""
+    while True:
+        if size > n:
+            yield torch.randint(0, n, (size,), generator=gen)
+            continue
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - size + 1, size):
+            yield perm[i : i + size]
+
+
+def _soft(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return targets.float() if targets.ndim == 2 else F.one_hot(targets.long(), num_classes).float()
+
+
+def train_mixed(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, mix: Mix | None,
+    cfg: ClassifierConfig = ClassifierConfig(), init: SmallCNN | None = None,
+) -> SmallCNN:
+    """Train on real uint8 images, with `mix.real_share` of each batch real and the rest synthetic.
+
+    `mix=None` trains on real data only (as `train_classifier`, but with this batch schedule);
+    `init` continues training a model (fine-tuning after pre-training on synthetic data).
+    """
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    c, h, _ = images.shape[1:]
+    model = init.train() if init is not None else SmallCNN(c, num_classes, h)
+    real_n = cfg.batch_size if mix is None else min(cfg.batch_size, max(1, round(mix.real_share * cfg.batch_size)))
+    sources = [(to_unit(images), _soft(labels, num_classes), real_n)]
+    if mix is not None and real_n < cfg.batch_size:
+        sources.append((to_unit(mix.images), _soft(mix.targets, num_classes), cfg.batch_size - real_n))
+    draws = [_batches(len(x), min(b, len(x)) if i == 0 else b, gen) for i, (x, _, b) in enumerate(sources)]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
+    for _ in range(cfg.steps):
+        picks = [next(d) for d in draws]
+        x = torch.cat([src[0][i] for src, i in zip(sources, picks)])
+        t = torch.cat([src[1][i] for src, i in zip(sources, picks)])
+        loss = F.cross_entropy(model(random_shift(x, cfg.shift, gen)), t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Class probabilities for uint8 images."""

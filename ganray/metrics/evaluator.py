@@ -22,6 +22,7 @@ from ganray.errors import GanrayError
 from ganray.metrics.domain import DomainClassifier, classifier_from_state, domain_classifier
 from ganray.metrics.extractors import Extractor, inception, register_domain
 from ganray.metrics.fidelity import compute_metrics
+from ganray.metrics.utility import cas_val
 from ganray.training.sampling import recalibrate_batchnorm, sample_balanced
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Evaluator:
     real_id: str
     extractor: Extractor
     device: torch.device = torch.device("cpu")
+    val: ImageDataset | None = None  # for cas_val: selection metrics read validation, never test
 
     def evaluate_images(self, images: torch.Tensor) -> dict[str, float]:
         e = self.cfg.eval
@@ -51,6 +53,9 @@ class Evaluator:
             recalibrate_batchnorm(G, seed=self.cfg.eval.seed)
         images, _ = sample_balanced(G, self.cfg.eval.num_samples, self.cfg.eval.seed, self.cfg.eval.batch_size)
         out = self.evaluate_images(images)
+        e = self.cfg.eval
+        if self.val is not None and e.cas_samples > 0 and getattr(G, "num_classes", 0):
+            out["cas_val"] = cas_val(G, self.val, e.cas_samples, e.cas_steps, e.seed)
         out["eval_seconds"] = time.perf_counter() - start
         return out
 
@@ -89,7 +94,7 @@ def build_evaluator(
             domain = prepare_domain(cfg, splits)
         extractor = register_domain(domain.model.to(device), domain.key)
     real = real_split(cfg, splits)
-    return Evaluator(cfg, real, f"{cfg.eval.real_split}-{real.fingerprint()}", extractor, device)
+    return Evaluator(cfg, real, f"{cfg.eval.real_split}-{real.fingerprint()}", extractor, device, splits.val)
 
 
 def loop_evaluate(

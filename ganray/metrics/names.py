@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-# Every score that depends on a feature extractor starts with one of these.
-SCORE_PREFIXES = ("fid_", "is_", "kid_", "precision_", "recall_", "f_score_")
+# Every score that depends on a feature extractor starts with one of these; `cas_val` (synthetic-trained
+# classifier accuracy on validation) depends on none, and is a score too.
+SCORE_PREFIXES = ("fid_", "is_", "kid_", "precision_", "recall_", "f_score_", "cas_val")
 
 
 def metric_name(stem: str, tag: str) -> str:

@@ -1,6 +1,6 @@
-"""Does the synthetic data help a classifier? Train-on-synthetic/test-on-real and low-data gains.
+"""Does the synthetic data resemble the real data to a classifier? Train-on-synthetic/test-on-real and coverage.
 
-Every number is the same SmallCNN, trained for the same number of steps with the same
+Every number is the same SmallCNN (how to *use* synthetic data is `recipes`), trained for the same number of steps with the same
 augmentation, so accuracies differ only by the data they were trained on. Each measurement is
 repeated over seeds (classifier init, batch order and synthetic sample draw) and reported as
 mean and standard deviation.
@@ -46,20 +46,16 @@ def _fit(data: ImageDataset, seed: int, steps: int) -> nn.Module:
     return train_classifier(data.images, data.labels, data.num_classes, ClassifierConfig(steps=steps, seed=seed))
 
 
-def concat(a: ImageDataset, b: ImageDataset) -> ImageDataset:
-    return ImageDataset(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]), a.class_names)
-
-
 def _two_arms(
     G: nn.Module, base: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int,
-    draw: int, mix: bool,
+    draw: int,
 ) -> tuple[Repeated, Repeated]:
-    """Accuracy trained on `base`, and on synthetic data (added to `base` when `mix`), per seed."""
+    """Accuracy trained on `base`, and on synthetic data only, per seed."""
     first, second = [], []
     for seed in seeds:
         first.append(accuracy(_fit(base, seed, steps), test.images, test.labels))
         fake = synthetic_dataset(G, n_synthetic, draw + seed, base.class_names)
-        second.append(accuracy(_fit(concat(base, fake) if mix else fake, seed, steps), test.images, test.labels))
+        second.append(accuracy(_fit(fake, seed, steps), test.images, test.labels))
     return Repeated(tuple(first)), Repeated(tuple(second))
 
 
@@ -67,7 +63,7 @@ def tstr(
     G: nn.Module, real_train: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int
 ) -> dict:
     """Classification Accuracy Score: trained on synthetic only vs on the real train split."""
-    r, s = _two_arms(G, real_train, test, n_synthetic, seeds, steps, draw=10_000, mix=False)
+    r, s = _two_arms(G, real_train, test, n_synthetic, seeds, steps, draw=10_000)
     return {"real": r.as_dict(), "synthetic": s.as_dict(), "ratio": s.mean / r.mean, "n_synthetic": n_synthetic, "n_real": len(real_train)}
 
 
@@ -82,9 +78,12 @@ def coverage(judge: nn.Module, G: nn.Module, n: int, seed: int, class_names: tup
     return {"per_class": per_class, "overall": float((pred == fake.labels).float().mean()), "n": n}
 
 
-def augmentation_gain(
-    G: nn.Module, real_subset: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int
-) -> dict:
-    """Real-only (with classic shift augmentation) vs real + synthetic, both tested on real test data."""
-    r, m = _two_arms(G, real_subset, test, n_synthetic, seeds, steps, draw=30_000, mix=True)
-    return {"n_real": len(real_subset), "real_only": r.as_dict(), "real_plus_synthetic": m.as_dict(), "gain": m.mean - r.mean}
+def cas_val(G: nn.Module, val: ImageDataset, n_synthetic: int, steps: int, seed: int = 0) -> float:
+    """Utility as a training-time metric: a classifier trained on synthetic samples only, scored on validation.
+
+    A cheap budget (a few hundred steps on a couple of thousand samples) ranks checkpoints and
+    trials by what users want from them, where FID did not (FID 36.7 -> 28.9 left the
+    train-on-synthetic ratio unchanged). Reads validation only, never test.
+    """
+    fake = synthetic_dataset(G, n_synthetic, 40_000 + seed, val.class_names)
+    return accuracy(_fit(fake, seed, steps), val.images, val.labels)

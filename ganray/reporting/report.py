@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ganray.config import Config
+from ganray.config import Config, DataConfig
 from ganray.data import load_splits
 from ganray.data.base import ImageDataset, Splits
-from ganray.data.registry import train_subset
+from ganray.data.registry import carve_train
 from ganray.errors import GanrayError
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
-from ganray.metrics.utility import augmentation_gain, coverage, tstr
+from ganray.metrics.domain import domain_classifier
+from ganray.metrics.recipes import Budget, check_recipes, score_choice, select_recipe, verdict
+from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.training.export import load_run_generator
 from ganray.storage import is_s3, open_store, upload_dir
@@ -41,11 +43,9 @@ def run_config(run: RunDir, cfg: Config) -> Config:
     return own.model_copy(update={"eval": cfg.eval, "storage": storage})
 
 
-def _fraction(full: Splits, fraction: float, seed: int) -> ImageDataset:
-    """The same class-stratified subset `load_splits` makes for `data.train_fraction`."""
-    if fraction >= 1.0:
-        return full.train
-    return full.train.subset(train_subset(full.train.labels.numpy(), fraction, seed))
+def _fraction(full_train: ImageDataset, data: DataConfig, fraction: float) -> tuple[ImageDataset, ImageDataset | None]:
+    """(train, val) exactly as a run with `data.train_fraction=fraction` trains and validates on."""
+    return carve_train(full_train, data.model_copy(update={"train_fraction": fraction}))
 
 
 def _fraction_generator(cfg: Config, run: RunDir, fraction: float):
@@ -76,6 +76,7 @@ class ReportOutput:
 
 def build_report(cfg: Config, run: "RunDir | str | Path", out_dir: str | None = None) -> ReportOutput:
     """Write the report into `out_dir` (default <run>/report), local or S3; staged locally for S3."""
+    check_recipes(cfg.eval.recipes)  # before any work: a typo fails in one line, not after the first GAN
     run = RunDir.at(run, cfg.storage)
     rcfg = run_config(run, cfg)
     uri = str(out_dir) if out_dir is not None else run.join("report")
@@ -104,10 +105,12 @@ def _staged(uri: str, cfg: Config) -> Iterator[Path]:
 
 def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     e = rcfg.eval
+    recipes = check_recipes(e.recipes)
     start = time.perf_counter()
-    # Load the data once; the run's split and each low-data fraction are subsets of the full train split.
-    full = load_splits(rcfg.data.model_copy(update={"train_fraction": 1.0}), rcfg.storage)
-    splits = Splits(_fraction(full, rcfg.data.train_fraction, rcfg.data.split_seed), full.test)
+    # Load the data once; the run's split and each low-data fraction are carved from the full train split.
+    full = load_splits(rcfg.data.model_copy(update={"train_fraction": 1.0, "val_fraction": 0.0}), rcfg.storage)
+    own_train, own_val = _fraction(full.train, rcfg.data, rcfg.data.train_fraction)
+    splits = Splits(own_train, full.test, own_val)
     loaded = load_run_generator(run)
     G = loaded.G
     if not G.num_classes:
@@ -122,11 +125,21 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     cas = tstr(G, splits.train, splits.test, e.report_samples, e.report_seeds, e.classifier_steps)
     cover = coverage(domain.model, G, e.report_samples, e.report_seeds[0], splits.train.class_names)
     low_data = {}
+    budget = Budget(e.report_seeds, e.classifier_steps, e.report_samples)
     for f in e.report_fractions:
-        subset = _fraction(full, f, rcfg.data.split_seed)
-        G_f = _fraction_generator(rcfg, run, f)
-        log.info("report: augmentation gain with %g of the real data (%d images)", f, len(subset))
-        low_data[f"{f:g}"] = augmentation_gain(G_f, subset, full.test, e.report_samples, e.report_seeds, e.classifier_steps)
+        train_f, val_f = _fraction(full.train, rcfg.data, f)
+        if val_f is None:
+            raise GanrayError("the report chooses its downstream recipe on validation data; set data.val_fraction above 0")
+        G_f = G if abs(f - rcfg.data.train_fraction) < 1e-9 else _fraction_generator(rcfg, run, f)
+        # The judge for soft labels is trained on the same real images the classifiers get (cached).
+        judge = domain.model if train_f is splits.train else domain_classifier(train_f, rcfg.storage.cache_dir, e.classifier_steps).model
+        log.info("report: choosing a downstream recipe on validation for %g of the real data (%d train, %d val images)",
+                 f, len(train_f), len(val_f))
+        choice = select_recipe(G_f, train_f, val_f, recipes, budget, judge, progress=lambda name: log.debug("report: recipe %s", name))
+        scored = score_choice(choice, G_f, train_f, full.test, budget, judge)
+        scored["verdict"] = verdict(scored)
+        log.info("report: %g of the real data: %s", f, scored["verdict"])
+        low_data[f"{f:g}"] = scored
 
     figures = {}
     z, y = fixed_inputs(G, rcfg.train.seed)
@@ -138,11 +151,12 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     for f, g in low_data.items():
         bars[f"{float(f):.0%} real"] = {
             "real only": (g["real_only"]["mean"], g["real_only"]["std"]),
-            "real + synthetic": (g["real_plus_synthetic"]["mean"], g["real_plus_synthetic"]["std"]),
+            f"recipe {g['recipe']['name']}": (g["recipe_test"]["mean"], g["recipe_test"]["std"]),
         }
     accuracy_bars(bars, out / "accuracy.png", "classifier accuracy on the real test split")
     figures["accuracy"] = "accuracy.png"
 
+    own = low_data.get(f"{rcfg.data.train_fraction:g}")
     report = {
         "run": run.uri,
         "generator": {k: loaded.info[k] for k in ("arch", "step", "data_fingerprint")},
@@ -151,12 +165,24 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
         "train_on_synthetic": cas,
         "coverage": cover,
         "low_data": low_data,
+        "splits": {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0, "test": len(splits.test),
+                   "decisions": "val", "final_numbers": "test"},
         "seeds": {"classifier": e.report_seeds, "eval": e.seed, "train": rcfg.train.seed, "split": rcfg.data.split_seed},
         "config": rcfg.model_dump(),
         "figures": figures,
         "seconds": time.perf_counter() - start,
     }
+    if own is not None:
+        report["recipe"] = own["recipe"]
+        report["verdict"] = own["verdict"]
+        report["generate_command"] = generate_command(run, own)
     return report
+
+
+def generate_command(run: RunDir, scored: dict) -> str:
+    """The `ganray generate` call that writes the synthetic data the chosen recipe uses."""
+    n = max(scored["n_synthetic"], 1000)
+    return f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}"
 
 
 def _pm(d: dict) -> str:
@@ -201,15 +227,24 @@ def render_markdown(r: dict) -> str:
         "|---|" + "---|" * len(r["coverage"]["per_class"]),
         "| coverage | " + " | ".join(f"{v:.3f}" for v in r["coverage"]["per_class"].values()) + " |",
         "",
-        "## Low-data regime: real only vs real + synthetic",
+        "## Does synthetic data help? Downstream recipes chosen on validation",
         "",
-        "For each fraction of the real train split, a GAN is trained on that fraction only; the classifier "
-        "trains on the real fraction (with random-shift augmentation) alone, and with the GAN's samples added.",
+        f"**Verdict: {r['verdict']}.**" if "verdict" in r else "",
         "",
-        "| real fraction | real images | real only | real + synthetic | gain |",
-        "|---|---|---|---|---|",
+        f"Reproduce the data: `{r['generate_command']}`" if "generate_command" in r else "",
+        "",
+        f"Splits: {r['splits']['train']} train, {r['splits']['val']} validation, {r['splits']['test']} test images. "
+        "Every choice below is made on validation; test is read once, for the final numbers. For each fraction "
+        "of the real train split, a GAN is trained on that fraction only, each recipe trains the same classifier "
+        "(with random-shift augmentation) on that fraction plus the GAN's samples, the best on validation is "
+        "chosen (real only wins ties), and it is scored against real only on test (mean ± std over seeds).",
+        "",
+        "| real fraction | real images | chosen recipe | val accuracy by recipe | real only (test) | recipe (test) | gain (test) |",
+        "|---|---|---|---|---|---|---|",
         *[
-            f"| {float(f):.0%} | {g['n_real']} | {_pm(g['real_only'])} | {_pm(g['real_plus_synthetic'])} | {g['gain']:+.4f} |"
+            f"| {float(f):.0%} | {g['n_real']} | {g['recipe']['name']} | "
+            + ", ".join(f"{k} {v['mean']:.4f}" for k, v in g["val"].items())
+            + f" | {_pm(g['real_only'])} | {_pm(g['recipe_test'])} | {_pm(g['gain'])} |"
             for f, g in r["low_data"].items()
         ],
         "",

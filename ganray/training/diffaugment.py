@@ -69,9 +69,17 @@ POLICIES: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
 }
 
 
-def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
-    """Apply the comma-separated policies in order; an empty policy is the identity."""
-    for name in filter(None, (p.strip() for p in policy.split(","))):
+def diff_augment(x: torch.Tensor, policy: str, p: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply the comma-separated policies in order; an empty policy is the identity.
+
+    With `p` (a 0-d tensor, the adaptive strength), each image is augmented with probability p
+    and passed through unchanged otherwise; `p=None` augments every image.
+    """
+    out = x
+    for name in filter(None, (q.strip() for q in policy.split(","))):
         for fn in POLICIES[name]:
-            x = fn(x)
-    return x
+            out = fn(out)
+    if p is None or out is x:
+        return out
+    keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= p
+    return torch.where(keep, x, out)

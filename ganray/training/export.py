@@ -25,9 +25,10 @@ from ganray.errors import GanrayError
 from ganray.fileio import sha256_file
 from ganray.metrics.names import SCORE_PREFIXES
 from ganray.models import build_generator
-from ganray.training.checkpoint import load_checkpoint
+from ganray.training.checkpoint import checkpoint_name, load_checkpoint
 from ganray.storage import is_s3, open_store, upload_dir
-from ganray.training.run_dir import RunDir, load_latest, read_metrics
+from ganray.training.run_dir import RunDir, checkpoint_names, load_latest, read_config, read_metrics
+from ganray.training.selection import best_step
 from ganray.training.sampling import recalibrate_batchnorm
 
 GENERATOR_DIR = "generator"
@@ -72,23 +73,42 @@ def _loaded(state: dict, meta: dict[str, Any], path: str, scores: dict[str, floa
     return LoadedGenerator(G, info)
 
 
-def load_run_generator(run: "RunDir | str | Path", storage: StorageConfig | None = None) -> LoadedGenerator:
-    """The EMA generator of a run's latest loadable checkpoint (local or S3), BatchNorm recalibrated."""
+def load_run_generator(
+    run: "RunDir | str | Path", storage: StorageConfig | None = None, select: str | None = None
+) -> LoadedGenerator:
+    """The recalibrated EMA generator of a run's selected checkpoint (local or S3).
+
+    `select` (default: the run's own `export.select`) picks the evaluated step with the best
+    validation utility (`cas_val`) or FID among the checkpoints on disk; `last`, or a run with no
+    such metric, gives the newest loadable checkpoint.
+    """
     run = RunDir.at(run, storage)
-    found = load_latest(run)
+    if select is None:
+        own = read_config(run)
+        select = own.export.select if own is not None else "last"
+    names = checkpoint_names(run)
+    lines = read_metrics(run)
+    best = best_step(lines, select, {int(n.removeprefix("step_")) for n in names if n.removeprefix("step_").isdigit()})
+    if best is not None:
+        chosen = checkpoint_name(best[0])
+        names = [chosen, *[n for n in names if n != chosen]]
+    found = load_latest(run, names)
     if found is None:
         raise GanrayError(f"run dir {run.uri!r} has no checkpoints; train it first (ganray train) or fix the path")
     state, meta, where = found
     step = int(meta["step"])
     scores = {}
-    for line in read_metrics(run):
+    for line in lines:
         if line.get("step") == step:
             scores.update({k: v for k, v in line.items() if k.startswith(SCORE_PREFIXES)})
-    return _loaded(state, meta, where, scores)
+    loaded = _loaded(state, meta, where, scores)
+    chosen_by = {"select": select, "metric": best[1], "value": best[2]} if best and best[0] == step else {"select": "last"}
+    loaded.info["selected_by"] = chosen_by
+    return loaded
 
 
 def export_generator(run: "RunDir | str | Path") -> str:
-    """Write `<run>/generator/` from the run's latest checkpoint; returns where it is."""
+    """Write `<run>/generator/` from the run's selected checkpoint (`export.select`); returns where it is."""
     run = RunDir.at(run)
     return write_generator(load_run_generator(run), run.join(GENERATOR_DIR), run.storage)
 

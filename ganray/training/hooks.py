@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from typing import Any
 
 from ganray.config import Config
@@ -11,7 +10,8 @@ from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.metrics.names import headline
 from ganray.training.checkpoint import checkpoint_name, save_checkpoint
-from ganray.training.run_dir import CHECKPOINTS, RunDir, RunWriter
+from ganray.training.run_dir import CHECKPOINTS, RunDir, RunWriter, prune_checkpoints, read_metrics
+from ganray.training.selection import protected
 from ganray.training.state import GANState
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,16 @@ def checkpoint_meta(cfg: Config, data: ImageDataset) -> dict[str, Any]:
 class BaseHooks:
     def __init__(self, run: RunDir, rank: int, cfg: Config, data: ImageDataset) -> None:
         self.writer = RunWriter(run, rank)
-        self.rank, self.total = rank, cfg.train.steps
+        self.run, self.rank, self.total = run, rank, cfg.train.steps
         self.meta = checkpoint_meta(cfg, data)
+        self.keep, self.select = cfg.train.keep_checkpoints, cfg.export.select
+        # Scores so far (a resumed run's metrics.jsonl is already truncated to its step): selection's memory.
+        self.scores = [{"step": m["step"], **headline(m)} for m in read_metrics(run)] if rank == 0 else []
 
     def log(self, step: int, metrics: dict) -> None:
         self.writer.metrics(step, metrics)
+        if self.rank == 0 and headline(metrics):
+            self.scores.append({"step": step, **headline(metrics)})
         if self.rank == 0:
             log.info(
                 "step %d/%d  loss_d %.3f  loss_g %.3f  D(real) %.2f  D(fake) %.2f  %.0f img/s",
@@ -50,6 +55,11 @@ class BaseHooks:
     def samples(self, step: int, png: bytes) -> None:
         self.writer.samples(step, png)
 
+    def prune(self) -> None:
+        """Keep the newest `train.keep_checkpoints` and the one export selection currently prefers."""
+        if self.rank == 0:
+            prune_checkpoints(self.run, self.keep, protected(self.scores, self.select))
+
 
 class LocalHooks(BaseHooks):
     """Checkpoints straight into <run>/checkpoints, for runs without Ray on local disk (tests, baselines)."""
@@ -59,12 +69,10 @@ class LocalHooks(BaseHooks):
         if run.local is None:
             raise GanrayError("training without Ray writes to a local run dir only; use ganray train for S3")
         self.ckpt_root = run.local / CHECKPOINTS
-        self.keep = cfg.train.keep_checkpoints
 
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
         if self.rank != 0:
             return
         self.writer.flush()
         save_checkpoint(self.ckpt_root / checkpoint_name(step), state.state_dict(), self.meta)
-        for old in sorted(self.ckpt_root.glob("step_*"))[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        self.prune()

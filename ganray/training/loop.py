@@ -116,7 +116,7 @@ def train_gan(
     device = worker.device
     if t.batch_size % worker.world:
         raise GanrayError(f"train.batch_size={t.batch_size} must be divisible by the {worker.world} workers")
-    state = build_state(cfg, data.shape, data.num_classes, device)
+    state = build_state(cfg, data.shape, data.num_classes, device, worker.world)
     if resume is not None:
         try:
             state.load_state_dict(resume)
@@ -163,21 +163,27 @@ def train_gan(
         y = labels[idx] if conditional else None
         z = torch.randn(local_bs, cfg.model.z_dim, device=device)
 
+        reg = state.regularizer
+        p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             fake = G(z, y)
             # D step: one forward over real and fake together.
-            both = diff_augment(torch.cat([real, fake.detach()]), policy)
+            both = diff_augment(torch.cat([real, fake.detach()]), policy, p_aug)
             logits = D(both, torch.cat([y, y]) if conditional else None).float()
             loss_d = d_loss_fn(logits[:local_bs], logits[local_bs:])
+            if reg is not None:
+                loss_d = loss_d + reg.penalty(logits[:local_bs], logits[local_bs:])
         state.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         state.opt_d.step()
+        if reg is not None:
+            reg.update(logits[:local_bs].detach(), logits[local_bs:].detach())
 
         # G step through the updated D; D's parameters are frozen, so its DDP hooks stay idle.
         d_plain = _module(D)
         d_plain.requires_grad_(False)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            fake_logits = d_plain(diff_augment(fake, policy), y).float()
+            fake_logits = d_plain(diff_augment(fake, policy, p_aug), y).float()
             loss_g = g_loss_fn(fake_logits)
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -192,6 +198,7 @@ def train_gan(
             loss_g=loss_g,
             d_real=logits[:local_bs].mean(),
             d_fake=logits[local_bs:].mean(),
+            **({"ada_p": reg.p} if p_aug is not None else {}),
         )
 
         step = state.step

@@ -40,9 +40,11 @@ from ganray.training.run_dir import (
     load_latest,
     prepare_run_dir,
     prune_checkpoints,
+    read_metrics,
     resolve_run_dir,
     truncate_metrics,
 )
+from ganray.training.selection import protected
 from ganray.training.state import GANState
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class RayHooks(BaseHooks):
                 ckpt = Checkpoint.from_directory(tmp)
             # A barrier on all ranks; Ray Train persists rank 0's directory.
             ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=checkpoint_name(step))
+        self.prune()  # persisted by now; Ray Train keeps every checkpoint (num_to_keep=None), ganray prunes
 
 
 def _resume_state(run: RunDir, rank: int, world: int) -> dict | None:
@@ -149,7 +152,7 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
             name=CHECKPOINTS,
             storage_path=storage_path,
             storage_filesystem=filesystem,
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
             failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
         ),
     )
@@ -167,7 +170,7 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
         raise
     if result.checkpoint is None:
         return TrainOutcome(run, None, resumed)
-    stale = prune_checkpoints(run, cfg.train.keep_checkpoints)
+    stale = prune_checkpoints(run, cfg.train.keep_checkpoints, protected(read_metrics(run), cfg.export.select))
     if stale:
         log.info("removed checkpoints Ray Train never registered (a worker died first): %s", ", ".join(stale))
     ckpt = run.join(f"{CHECKPOINTS}/{PurePosixPath(result.checkpoint.path).name}")

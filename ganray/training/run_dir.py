@@ -222,13 +222,14 @@ def checkpoint_files(run: RunDir, name: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def prune_checkpoints(run: RunDir, keep: int) -> list[str]:
-    """Delete all but the newest `keep` checkpoints; returns the deleted names.
+def prune_checkpoints(run: RunDir, keep: int, protect: set[str] = frozenset()) -> list[str]:
+    """Delete all but the newest `keep` checkpoints and the `protect`ed ones; returns the deleted names.
 
-    Ray Train prunes the checkpoints it registered; one persisted by a worker that died before
-    the controller registered it stays behind unless removed here.
+    ganray prunes, not Ray Train: the checkpoint that export selection chose (`protect`) must
+    outlive newer ones, and one persisted by a worker that died before the controller
+    registered it would stay behind otherwise.
     """
-    stale = checkpoint_names(run)[keep:]
+    stale = [n for n in checkpoint_names(run)[keep:] if n not in protect]
     for name in stale:
         if run.local is not None:
             shutil.rmtree(run.local / CHECKPOINTS / name, ignore_errors=True)

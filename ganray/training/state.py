@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from ganray.config import Config
 from ganray.models import build_models
+from ganray.training.regularizers import LowDataRegularizer
 
 
 @dataclass
@@ -20,9 +21,10 @@ class GANState:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     step: int = 0  # number of completed optimizer steps
+    regularizer: LowDataRegularizer | None = None  # LeCam anchors, adaptive augmentation p
 
     def state_dict(self) -> dict:
-        return {
+        sd = {
             "step": self.step,
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
@@ -30,6 +32,9 @@ class GANState:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
         }
+        if self.regularizer is not None:  # only runs with loss.lecam or loss.ada_target carry it
+            sd["regularizer"] = self.regularizer.state_dict()
+        return sd
 
     def load_state_dict(self, sd: dict) -> None:
         self.G.load_state_dict(sd["G"])
@@ -39,13 +44,17 @@ class GANState:
         self.opt_g.load_state_dict(sd["opt_g"])
         self.opt_d.load_state_dict(sd["opt_d"])
         self.step = int(sd["step"])
+        if self.regularizer is not None and sd.get("regularizer") is not None:
+            self.regularizer.load_state_dict(sd["regularizer"])
 
     def sampler(self) -> nn.Module:
         """The generator to sample from: the EMA copy when there is one."""
         return self.G_ema if self.G_ema is not None else self.G
 
 
-def build_state(cfg: Config, image_shape: tuple[int, int, int], num_classes: int, device: torch.device) -> GANState:
+def build_state(
+    cfg: Config, image_shape: tuple[int, int, int], num_classes: int, device: torch.device, world: int = 1
+) -> GANState:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     G, D = build_models(cfg.model, image_shape, num_classes)
     G, D = G.to(device), D.to(device)
@@ -55,7 +64,11 @@ def build_state(cfg: Config, image_shape: tuple[int, int, int], num_classes: int
     t = cfg.train
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2), eps=t.adam_eps)
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2), eps=t.adam_eps)
-    return GANState(G, D, G_ema, opt_g, opt_d)
+    lo = cfg.loss
+    reg = None
+    if lo.lecam > 0 or lo.ada_target > 0:
+        reg = LowDataRegularizer(device, lo.lecam, lo.ada_target, ada_kimg=lo.ada_kimg, batch_size=t.batch_size, world=world)
+    return GANState(G, D, G_ema, opt_g, opt_d, regularizer=reg)
 
 
 @torch.no_grad()

@@ -1,0 +1,158 @@
+"""Downstream recipes: how a classifier should use synthetic data, chosen on validation.
+
+Concatenating thousands of synthetic images to a hundred real ones makes nearly every batch
+synthetic, and the classifier learns the generator's flaws. A recipe says instead how much
+synthetic data to draw (relative to the real data), what share of every batch stays real,
+whether the synthetic labels are the judge's soft class probabilities (distillation), and
+whether to pre-train on synthetic data and fine-tune on real. `real` is always a candidate,
+so "train on real only" is a possible answer.
+
+The choice is made on the validation split only (`select_recipe` never sees test); the test
+split then scores the chosen recipe against `real`, once (`score_choice`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ganray.data.base import ImageDataset
+from ganray.errors import GanrayError
+from ganray.metrics.classifier import ClassifierConfig, Mix, SmallCNN, accuracy, predict, train_mixed
+from ganray.training.sampling import sample_balanced
+
+REAL = "real"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    real_share: float = 1.0  # share of every batch drawn from real images
+    synthetic_ratio: float = 0.0  # synthetic images drawn per real image
+    soft: bool = False  # synthetic labels = the judge's class probabilities
+    pretrain: bool = False  # classifier steps on synthetic only, then the same steps on real only
+    min_synthetic: int = 1000  # a floor on the synthetic draw, so a 100-image dataset still gets variety
+
+    def synthetic_count(self, n_real: int, cap: int) -> int:
+        """Synthetic images to draw for `n_real` real ones, at most `cap` (`eval.report_samples`)."""
+        if self.name == REAL:
+            return 0
+        return min(cap, max(self.min_synthetic, round(self.synthetic_ratio * n_real)))
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(REAL),
+        Recipe("mix-50", real_share=0.5, synthetic_ratio=10),
+        Recipe("mix-75", real_share=0.75, synthetic_ratio=10),
+        Recipe("mix-50-soft", real_share=0.5, synthetic_ratio=10, soft=True),
+        Recipe("pretrain", synthetic_ratio=10, pretrain=True),
+    )
+}
+DEFAULT_RECIPES: tuple[str, ...] = ("real", "mix-50", "mix-75", "mix-50-soft")
+
+
+def check_recipes(names: list[str]) -> list[str]:
+    """Validate recipe names (config time); `real` is always compared, first."""
+    bad = [n for n in names if n not in RECIPES]
+    if bad:
+        raise GanrayError(f"unknown recipe {bad[0]!r} in eval.recipes; use names from {', '.join(RECIPES)}")
+    return [REAL, *[n for n in dict.fromkeys(names) if n != REAL]]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every recipe's classifier gets: the same steps, seeds and synthetic cap."""
+
+    seeds: list[int]
+    steps: int = 500
+    max_synthetic: int = 5000
+
+
+def fit_recipe(
+    recipe: Recipe, G: nn.Module | None, real: ImageDataset, seed: int, budget: Budget,
+    judge: nn.Module | None = None, draw: int = 50_000,
+) -> SmallCNN:
+    """Train the classifier one recipe prescribes, on `real` and samples of `G` drawn from `draw + seed`."""
+    cfg = ClassifierConfig(steps=budget.steps, seed=seed)
+    if recipe.name == REAL:
+        return train_mixed(real.images, real.labels, real.num_classes, None, cfg)
+    if G is None:
+        raise GanrayError(f"recipe {recipe.name!r} needs a generator")
+    images, labels = sample_balanced(G, recipe.synthetic_count(len(real), budget.max_synthetic), draw + seed)
+    if labels is None:
+        raise GanrayError("downstream recipes need a class-conditional generator (model.arch=cdcgan)")
+    targets: torch.Tensor = labels
+    if recipe.soft:
+        if judge is None:
+            raise GanrayError(f"recipe {recipe.name!r} needs a judge classifier for its soft labels")
+        targets = predict(judge, images)
+    if recipe.pretrain:
+        model = train_mixed(images, targets, real.num_classes, None, cfg)
+        return train_mixed(real.images, real.labels, real.num_classes, None, cfg, init=model)
+    return train_mixed(real.images, real.labels, real.num_classes, Mix(images, targets, recipe.real_share), cfg)
+
+
+def _scores(
+    recipe: Recipe, G: nn.Module | None, train: ImageDataset, split: ImageDataset, budget: Budget,
+    judge: nn.Module | None,
+) -> list[float]:
+    return [accuracy(fit_recipe(recipe, G, train, s, budget, judge), split.images, split.labels) for s in budget.seeds]
+
+
+@dataclass(frozen=True)
+class Choice:
+    recipe: Recipe
+    val: dict[str, dict]  # recipe name -> {"mean", "values"} accuracy on validation
+
+
+def select_recipe(
+    G: nn.Module | None, train: ImageDataset, val: ImageDataset, names: list[str], budget: Budget,
+    judge: nn.Module | None = None, progress: Callable[[str], None] = lambda _: None,
+) -> Choice:
+    """The recipe with the best mean validation accuracy; `real` wins ties. Reads no test data."""
+    table = {}
+    for name in check_recipes(names):
+        progress(name)
+        values = _scores(RECIPES[name], G, train, val, budget, judge)
+        table[name] = {"mean": statistics.fmean(values), "values": values}
+    best = max(table, key=lambda n: (table[n]["mean"], n == REAL))
+    return Choice(RECIPES[best], table)
+
+
+def _stats(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
+
+
+def score_choice(
+    choice: Choice, G: nn.Module | None, train: ImageDataset, test: ImageDataset, budget: Budget,
+    judge: nn.Module | None = None,
+) -> dict:
+    """Test accuracy of real-only and of the chosen recipe over seeds, and their paired gain."""
+    real = _scores(RECIPES[REAL], G, train, test, budget, judge)
+    chosen = real if choice.recipe.name == REAL else _scores(choice.recipe, G, train, test, budget, judge)
+    gains = [c - r for c, r in zip(chosen, real)]
+    return {
+        "recipe": asdict(choice.recipe),
+        "chosen_on": "val",
+        "val": choice.val,
+        "real_only": _stats(real),
+        "recipe_test": _stats(chosen),
+        "gain": _stats(gains),
+        "n_real": len(train),
+        "n_synthetic": choice.recipe.synthetic_count(len(train), budget.max_synthetic),
+    }
+
+
+def verdict(scored: dict) -> str:
+    """One plain sentence: does synthetic data help here, by how much, with which recipe."""
+    g, name = scored["gain"], scored["recipe"]["name"]
+    if name == REAL or g["mean"] <= 0:
+        return (f"it does not help on this data; train on real only (validation chose {name!r}, "
+                f"test gain {100 * g['mean']:+.1f} ± {100 * g['std']:.1f} points)")
+    return f"synthetic data helps here: {100 * g['mean']:+.1f} ± {100 * g['std']:.1f} points with recipe {name!r}"

@@ -1,0 +1,182 @@
+"""Low-data tools: the validation split, LeCam, adaptive augmentation, and downstream recipes chosen on validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from ganray.cli import main
+from ganray.config import DataConfig
+from ganray.data import load_splits
+from ganray.data.base import ImageDataset
+from ganray.data.registry import carve_validation
+from ganray.errors import GanrayError
+from ganray.metrics.recipes import REAL, Budget, check_recipes, score_choice, select_recipe, verdict
+from ganray.training.diffaugment import diff_augment
+from ganray.training.regularizers import LowDataRegularizer, lecam_penalty
+from test_report import STEPS, NoiseGenerator, ReplayGenerator
+
+
+def _indexed(n_per_class: int, classes: int = 3) -> ImageDataset:
+    """Images whose first two pixels spell their index, so splits can be compared by content."""
+    n = n_per_class * classes
+    images = torch.zeros(n, 1, 8, 8, dtype=torch.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = torch.arange(n) // 256, torch.arange(n) % 256
+    return ImageDataset(images, torch.arange(n) % classes, tuple(f"c{i}" for i in range(classes)))
+
+
+def _ids(ds: ImageDataset) -> set[int]:
+    return set((ds.images[:, 0, 0, 0].long() * 256 + ds.images[:, 0, 0, 1].long()).tolist())
+
+
+def test_validation_is_carved_from_train_stratified_and_never_overlaps_test(digits):
+    data = _indexed(20)
+    train, val = carve_validation(data, 0.25, seed=0)
+    assert _ids(train).isdisjoint(_ids(val)) and _ids(train) | _ids(val) == _ids(data)
+    assert torch.bincount(val.labels).tolist() == [5, 5, 5]
+    assert _ids(carve_validation(data, 0.25, seed=0)[1]) == _ids(val) != _ids(carve_validation(data, 0.25, seed=1)[1])
+    # The default digits splits: val comes out of the 1,438 train images; test is untouched.
+    assert digits.val is not None and (len(digits.train), len(digits.val), len(digits.test)) == (1151, 287, 359)
+    off = load_splits(DataConfig(val_fraction=0.0))
+    assert off.val is None and len(off.train) == 1438 and torch.equal(off.test.images, digits.test.images)
+    rows = {bytes(x.numpy()) for x in off.train.images}
+    assert {bytes(x.numpy()) for x in digits.val.images} <= rows and {bytes(x.numpy()) for x in digits.train.images} <= rows
+
+
+@pytest.mark.parametrize("fraction, side", [(0.01, "no validation image"), (0.99, "no training image")])
+def test_a_val_fraction_that_empties_a_class_is_one_line(fraction, side):
+    with pytest.raises(GanrayError, match=side) as e:
+        carve_validation(_indexed(20), fraction, seed=0)
+    assert "data.val_fraction" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_train_with_a_val_fraction_that_empties_a_class_fails_before_ray(capsys, tmp_path):
+    assert main(["train", "--set", f"storage.runs_dir={tmp_path}", "--set", "data.val_fraction=0.001"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "leaves class '0'" in err[0] and "no validation image" in err[0]
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_lecam_penalty_on_known_logits():
+    real, fake = torch.tensor([2.0, -3.0]), torch.tensor([-2.0, 4.0])
+    # relu(real - anchor_fake)^2: (2+1)^2, 0 -> 4.5; relu(anchor_real - fake)^2: (1+2)^2, 0 -> 4.5
+    assert float(lecam_penalty(real, fake, torch.tensor(1.0), torch.tensor(-1.0))) == pytest.approx(9.0)
+    reg = LowDataRegularizer(torch.device("cpu"), lecam=0.5)
+    reg.update(torch.tensor([1.0, 3.0]), torch.tensor([-1.0, -3.0]))  # first update copies: anchors (2, -2)
+    assert reg.anchors.tolist() == [2.0, -2.0]
+    reg.update(torch.tensor([4.0]), torch.tensor([-4.0]))
+    assert reg.anchors.tolist() == pytest.approx([2.02, -2.02])
+    assert float(reg.penalty(torch.tensor([0.0]), torch.tensor([0.0]))) == pytest.approx(0.5 * (2.02**2 + 2.02**2))
+
+
+def test_adaptive_probability_rises_when_d_is_sure_of_every_real_image_and_falls_otherwise():
+    reg = LowDataRegularizer(torch.device("cpu"), ada_target=0.6, ada_interval=4, ada_kimg=1.0, batch_size=64)
+    assert reg.adaptive and float(reg.p) == 0.0
+    for _ in range(8):  # two adjustments of 64*4/1000 each
+        reg.update(torch.ones(64), -torch.ones(64))
+    assert float(reg.p) == pytest.approx(0.512)
+    for _ in range(4):  # r_t = 0 < 0.6: one step down
+        reg.update(torch.tensor([1.0, -1.0]), -torch.ones(2))
+    assert float(reg.p) == pytest.approx(0.256)
+    again = LowDataRegularizer(torch.device("cpu"), ada_target=0.6, ada_interval=4, ada_kimg=1.0, batch_size=64)
+    again.load_state_dict(reg.state_dict())
+    assert float(again.p) == pytest.approx(0.256) and again.anchors.tolist() == reg.anchors.tolist()
+
+
+def test_diffaugment_probability_gates_each_image():
+    x = torch.randn(64, 1, 8, 8)
+    torch.manual_seed(0)
+    full = diff_augment(x, "translation")
+    torch.manual_seed(0)
+    assert torch.equal(diff_augment(x, "translation", torch.tensor(1.0)), full)
+    assert torch.equal(diff_augment(x, "translation", torch.tensor(0.0)), x)
+    half = diff_augment(x, "translation", torch.tensor(0.5))
+    changed = (half != x).flatten(1).any(1).float().mean()
+    assert 0.2 < float(changed) < 0.8
+
+
+def test_lecam_and_adaptive_state_resume_exactly(tmp_path):
+    from ganray.training.loop import NullHooks, train_gan
+
+    cfg = tiny_config(tmp_path, "train.steps=12", "loss.lecam=0.3", "loss.ada_target=0.6", "loss.ada_kimg=0.5")
+    data = load_splits(cfg.data).train.subset(torch.arange(200))
+    straight = train_gan(cfg, data, NullHooks())
+    half = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 6})})
+    first = train_gan(half, data, NullHooks())
+    resumed = train_gan(cfg, data, NullHooks(), resume=first.state_dict())
+    assert float(straight.regularizer.p) > 0
+    assert torch.equal(straight.regularizer.p, resumed.regularizer.p)
+    assert torch.equal(straight.regularizer.anchors, resumed.regularizer.anchors)
+    for a, b in zip(straight.G.parameters(), resumed.G.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def low(digits):
+    """A 5% real subset with the digits validation split: room for synthetic data to help."""
+    return digits.train.subset(torch.arange(0, len(digits.train), 20)), digits.val
+
+
+def test_verdict_helps_for_a_replaying_generator_and_says_real_only_for_noise(digits, low):
+    small, val = low
+    names, budget = ["real", "mix-50"], Budget([0, 1], STEPS, 600)
+    good = select_recipe(ReplayGenerator(digits.train), small, val, names, budget)
+    assert good.recipe.name == "mix-50" and good.val["mix-50"]["mean"] > good.val["real"]["mean"]
+    scored = score_choice(good, ReplayGenerator(digits.train), small, digits.test, budget)
+    assert scored["gain"]["mean"] == pytest.approx(scored["recipe_test"]["mean"] - scored["real_only"]["mean"])
+    assert scored["gain"]["mean"] > 0.02 and verdict(scored).startswith("synthetic data helps here: +")
+    bad = select_recipe(NoiseGenerator(digits.train), small, val, names, budget)
+    assert bad.recipe.name == REAL
+    scored = score_choice(bad, NoiseGenerator(digits.train), small, digits.test, budget)
+    assert scored["gain"]["mean"] == 0.0 and "train on real only" in verdict(scored)
+
+
+def test_selection_reads_no_test_label(digits, low):
+    """Choosing on validation: permuting every test label changes test scores, never the choice."""
+    small, val = low
+    G = ReplayGenerator(digits.train)
+    budget = Budget([0], STEPS, 600)
+    choice = select_recipe(G, small, val, ["real", "mix-75"], budget)
+    corrupted = ImageDataset(digits.test.images, digits.test.labels[torch.randperm(len(digits.test))], digits.test.class_names)
+    honest = score_choice(choice, G, small, digits.test, budget)
+    lied = score_choice(choice, G, small, corrupted, budget)
+    assert honest["recipe"] == lied["recipe"] and honest["val"] == lied["val"]
+    assert lied["real_only"]["mean"] < 0.3 < honest["real_only"]["mean"]
+
+
+def test_recipe_names_are_checked():
+    assert check_recipes(["mix-50", "real", "mix-50"]) == ["real", "mix-50"]
+    with pytest.raises(GanrayError, match="unknown recipe 'bogus'"):
+        check_recipes(["bogus"])
+
+
+def test_report_with_an_unknown_recipe_is_one_line(capsys):
+    assert main(["report", "--run", "/nonexistent", "--set", "eval.recipes=[real, bogus]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown recipe 'bogus'" in err[0]
+
+
+def test_the_exported_generator_is_the_best_checkpoint_by_cas_val_and_pruning_keeps_it(tmp_path):
+    import json
+
+    from ganray.training.local import train_local
+    from ganray.training.run_dir import checkpoint_names, read_metrics
+    from ganray.training.selection import best_step
+
+    cfg = tiny_config(tmp_path, "train.steps=30", "train.checkpoint_every=10", "train.log_every=10", "eval.every=10",
+                      "train.keep_checkpoints=1", "eval.metrics=[fid]", "eval.num_samples=50")
+    train_local(cfg, tmp_path / "run")
+    lines = read_metrics(tmp_path / "run")
+    scored = [m for m in lines if "cas_val" in m]
+    assert [m["step"] for m in scored] == [10, 20, 30] and all(0.0 <= m["cas_val"] <= 1.0 for m in scored)
+    step, metric, value = best_step(lines, "cas_val")
+    assert metric == "cas_val" and value == max(m["cas_val"] for m in scored)
+    assert step == min(m["step"] for m in scored if m["cas_val"] == value)  # ties go to the earlier step
+    # keep_checkpoints=1 keeps the newest, and the selected one too.
+    assert set(checkpoint_names(tmp_path / "run")) == {"step_0000030", f"step_{step:07d}"}
+    info = json.loads((tmp_path / "run" / "generator" / "generator.json").read_text())
+    assert info["step"] == step and info["selected_by"] == {"select": "cas_val", "metric": "cas_val", "value": value}
+    assert best_step(lines, "last") is None
+    fid_step = best_step(lines, "fid")[0]
+    assert min(m["fid_domain"] for m in scored) == next(m["fid_domain"] for m in scored if m["step"] == fid_step)
