@@ -53,7 +53,7 @@ def sweep(root: Path, scheduler: str, trials: int, overrides: list[str]) -> dict
         "trial_steps": sum(r.steps for r in rows),
         "trial_seconds": round(sum(r.seconds for r in rows), 1),
         "wall_s": round(wall, 1),
-        "best_fid": out.results.best.fid,
+        "best_fid": out.results.best.score,
         "best_params": out.results.best.params,
         "best_trial": out.results.best.trial,
         "reference_fid": out.results.reference.get(out.results.metric),

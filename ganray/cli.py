@@ -51,7 +51,7 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
         return 130
     r = out.results
     print(r.markdown)
-    print(f"best {r.metric}:     {r.best.fid:.4g} (trial {r.best.trial}, step {r.best.fid_step})")
+    print(f"best {r.metric}:     {r.best.score:.4g} (trial {r.best.trial}, step {r.best.score_step})")
     print(f"sweep:           {out.uri}")
     print(f"best config:     {out.uri}/{r.best_config.name}")
     print(f"generator:       {out.uri}/{r.generator.name}")

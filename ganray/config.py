@@ -211,6 +211,9 @@ class TuneConfig(_Section):
     )
     num_samples: int = Field(8, ge=1, description="trials to run")
     max_concurrent: int = Field(0, ge=0, description="trials at once; 0 = as many as the cluster's CPUs allow")
+    metric: Literal["fid", "cas_val"] = Field(
+        "fid", description="objective: fid (minimized) or cas_val, synthetic-trained accuracy on validation (maximized)",
+    )
     scheduler: Literal["asha", "pbt", "fifo"] = "asha"
     search: Literal["random", "optuna"] = Field("random", description="search algorithm")
     grace_period: int = Field(1, ge=1, description="evaluations a trial gets before ASHA may stop it")

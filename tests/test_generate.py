@@ -140,7 +140,7 @@ def test_s3_rerun_writes_nothing_and_deleted_shards_alone_are_rewritten(tmp_path
     local = generate(gen_config(tmp_path, str(tmp_path / "local"), "generate.num_actors=1"), loaded)
     assert [e["sha256"] for e in local.manifest["shardlist"]] == [e["sha256"] for e in third.manifest["shardlist"]]
     splits = load_splits(DataConfig(source="wds", path=uri, test_fraction=0.2))
-    assert len(splits.train) + len(splits.test) == N
+    assert len(splits.train) + len(splits.val) + len(splits.test) == N
     assert tuple(splits.train.class_names) == tuple(loaded.info["class_names"])
 
 

@@ -13,6 +13,7 @@ from conftest import tiny_config
 from ganray.training.export import load_generator
 from ganray.training.checkpoint import load_checkpoint
 from ganray.training.ray_train import train_with_ray
+from ganray.training.selection import best_step
 from ganray.training.run_dir import checkpoint_names, read_metrics
 
 
@@ -100,12 +101,15 @@ def test_train_with_ray_then_resume_at_the_same_step(ray_local, tmp_path):
     # Rank 0 evaluated with the driver's domain classifier at steps 10 and 20.
     assert [m["step"] for m in lines if "fid_domain" in m] == [10, 20]
     assert all(m["fid_domain"] > 0 and 0 <= m["precision_domain"] <= 1 for m in lines if "fid_domain" in m)
-    # The final checkpoint is exported as a generator that carries its metrics.
+    # The checkpoint with the best cas_val (validation utility) is exported, carrying its metrics.
+    step, _, value = best_step(lines, "cas_val")
     exported = load_generator(out2.generator)
-    assert exported.info["step"] == 20 and exported.info["metrics"]["fid_domain"] == lines[-1]["fid_domain"]
+    chosen = next(m for m in lines if m["step"] == step)
+    assert exported.info["step"] == step and exported.info["metrics"]["fid_domain"] == chosen["fid_domain"]
+    assert exported.info["selected_by"] == {"select": "cas_val", "metric": "cas_val", "value": value}
     state, meta = load_checkpoint(out2.checkpoint)
     assert state["step"] == 20 and meta["arch"] == "cdcgan"
-    # Ray Train kept the newest keep_checkpoints=3.
+    # ganray kept the newest keep_checkpoints=3 (and would keep the selected one, were it older).
     assert checkpoint_names(run) == ["step_0000020", "step_0000015", "step_0000010"]
 
 

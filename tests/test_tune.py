@@ -60,10 +60,10 @@ def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path
     out = run_sweep(cfg)
     r = out.results
     assert r is not None and len(r.rows) == 6
-    fids = [row.fid for row in r.rows]
+    fids = [row.score for row in r.rows]
     assert fids == sorted(fids)  # sorted by best FID
     stopped = [row for row in r.rows if row.status == "stopped early"]
-    assert stopped, [(row.trial, row.steps, row.fid) for row in r.rows]
+    assert stopped, [(row.trial, row.steps, row.score) for row in r.rows]
     assert all(row.steps < STEPS for row in stopped)
     assert r.best.status == "completed" and r.best.params["train.lr_g"] == 0.0005
     # ASHA cut compute: fewer trial-steps than every trial running to the end.
@@ -75,8 +75,8 @@ def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path
 
     # The exported generator is the best trial's best checkpoint, and it generates.
     gen = load_generator(out.sweep_dir / "generator")
-    assert gen.info["step"] == r.best.fid_step
-    assert gen.info["metrics"]["fid_domain"] == pytest.approx(r.best.fid)
+    assert gen.info["step"] == r.best.score_step
+    assert gen.info["metrics"]["fid_domain"] == pytest.approx(r.best.score)
     images, labels = sample_balanced(gen.G, 20, seed=0)
     assert images.shape == (20, 1, 28, 28) and images.dtype == torch.uint8
     assert sorted(labels.tolist()) == sorted(list(range(10)) * 2)
@@ -84,14 +84,14 @@ def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path
     # The tables and the best config agree with the rows.
     table = list(csv.DictReader((out.sweep_dir / "results.csv").open()))
     assert [row["trial"] for row in table] == [row.trial for row in r.rows]
-    assert float(table[0]["fid_domain"]) == pytest.approx(r.best.fid)
+    assert float(table[0]["fid_domain"]) == pytest.approx(r.best.score)
     first = next(line for line in (out.sweep_dir / "results.md").read_text().splitlines() if line.startswith("| 1 |"))
     assert f"| {r.best.trial} |" in first
     best = load_config(out.sweep_dir / "best_config.yaml")
     assert best.train.lr_g == r.best.params["train.lr_g"] and best.train.lr_d == r.best.params["train.lr_d"]
     assert best.storage.run_name is None  # training it makes a new run, not a write into the sweep
     assert (out.sweep_dir / "fid_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
-    assert r.reference["fid_domain"] < r.best.fid  # real held-out data is the floor
+    assert r.reference["fid_domain"] < r.best.score  # real held-out data is the floor
 
 
 def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path, ray_local):
@@ -134,7 +134,7 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path, 
     for name, count in finished.items():
         assert len(trial_lines(experiment / name)) == count  # finished trials were not rerun
     assert all(r["status"] in ("completed", "stopped early") for r in rows)
-    assert load_generator(tmp_path / "resume" / "generator").info["metrics"]["fid_domain"] == pytest.approx(rows[0]["fid"])
+    assert load_generator(tmp_path / "resume" / "generator").info["metrics"]["fid_domain"] == pytest.approx(rows[0]["score"])
 
 
 def test_pbt_exploits_through_tune_checkpoints(tmp_path, ray_local):
@@ -157,6 +157,7 @@ def test_pbt_exploits_through_tune_checkpoints(tmp_path, ray_local):
     [
         (["eval.every=0"], "tune needs eval.every > 0"),
         (["eval.metrics=[kid]"], "add fid to eval.metrics"),
+        (["tune.metric=cas_val", "data.val_fraction=0"], "tune.metric=cas_val is measured on validation"),
         (["eval.every=400"], "eval.every=400 exceeds train.steps=40"),
         (["tune.scheduler=pbt", "tune.space={model.width: {choice: [0.25, 0.5]}}"], "needs a train/loss/eval key"),
         (["tune.scheduler=pbt", "tune.search=optuna"], "use tune.search=random with it"),
@@ -207,8 +208,20 @@ def test_a_sweep_on_s3_writes_its_results_there_and_resumes(tmp_path, ray_local,
     local = tmp_path / "downloaded"
     for name in ("generator.json", "generator.safetensors"):
         store.download_file(f"generator/{name}", local / name)
-    assert load_generator(local).info["metrics"]["fid_domain"] == pytest.approx(out.results.best.fid)
+    assert load_generator(local).info["metrics"]["fid_domain"] == pytest.approx(out.results.best.score)
     # A rerun restores the finished experiment from S3 and trains nothing more.
     again = run_sweep(cfg)
     assert [r.trial for r in again.results.rows] == [r.trial for r in out.results.rows]
     assert [r.curve for r in again.results.rows] == [r.curve for r in out.results.rows]
+
+
+def test_the_objective_is_fid_minimized_or_cas_val_maximized(tmp_path):
+    from ganray.tuning.results import _sort_key
+    from ganray.tuning.results import TrialRow
+    from ganray.tuning.trial import objective
+
+    fid, cas = objective(sweep_config(tmp_path, "o")), objective(sweep_config(tmp_path, "o", "tune.metric=cas_val"))
+    assert (fid.name, fid.mode, cas.name, cas.mode) == ("fid_domain", "min", "cas_val", "max")
+    rows = [TrialRow(t, "completed", v, 10, 10, 1.0, {}) for t, v in (("a", 0.5), ("b", 0.9), ("c", None))]
+    assert [r.trial for r in sorted(rows, key=lambda r: _sort_key(r, cas))] == ["b", "a", "c"]
+    assert [r.trial for r in sorted(rows, key=lambda r: _sort_key(r, fid))] == ["a", "b", "c"]

@@ -131,8 +131,8 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
         if val_f is None:
             raise GanrayError("the report chooses its downstream recipe on validation data; set data.val_fraction above 0")
         G_f = G if abs(f - rcfg.data.train_fraction) < 1e-9 else _fraction_generator(rcfg, run, f)
-        # The judge for soft labels is trained on the same real images the classifiers get (cached).
-        judge = domain.model if train_f is splits.train else domain_classifier(train_f, rcfg.storage.cache_dir, e.classifier_steps).model
+        # The judge for soft labels: the domain classifier of the very real images the recipes get (cached by content).
+        judge = domain_classifier(train_f, rcfg.storage.cache_dir, e.classifier_steps).model
         log.info("report: choosing a downstream recipe on validation for %g of the real data (%d train, %d val images)",
                  f, len(train_f), len(val_f))
         choice = select_recipe(G_f, train_f, val_f, recipes, budget, judge, progress=lambda name: log.debug("report: recipe %s", name))

@@ -21,15 +21,15 @@ from ganray.reporting.figures import fid_curves
 from ganray.storage.local import atomic_write
 from ganray.training.export import GENERATOR_DIR, export_checkpoint
 from ganray.tuning.space import apply_params
-from ganray.tuning.trial import TIME_ATTR, objective
+from ganray.tuning.trial import Objective, TIME_ATTR, objective
 
 
 @dataclass
 class TrialRow:
     trial: str
     status: str  # completed | stopped early | error
-    fid: float | None  # best FID the trial reported
-    fid_step: int | None  # the step it was reported at
+    score: float | None  # the best objective value the trial reported (tune.metric)
+    score_step: int | None  # the step it was reported at
     steps: int  # last step the trial reached
     seconds: float  # the trial's wall time
     params: dict[str, Any]
@@ -40,7 +40,7 @@ class TrialRow:
 @dataclass
 class SweepResults:
     metric: str
-    rows: list[TrialRow]  # best FID first; errored and unscored trials last
+    rows: list[TrialRow]  # best score first; errored and unscored trials last
     reference: dict[str, float]  # real held-out data scored like a trial
     best_config: Path
     generator: Path
@@ -57,7 +57,8 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def trial_row(result: Any, metric: str, total_steps: int) -> TrialRow:
+def trial_row(result: Any, goal: Objective, total_steps: int) -> TrialRow:
+    metric = goal.name
     df = result.metrics_dataframe
     curve: list[tuple[int, float]] = []
     if df is not None and metric in df and TIME_ATTR in df:
@@ -67,7 +68,7 @@ def trial_row(result: Any, metric: str, total_steps: int) -> TrialRow:
         curve = sorted(points.items())
     last = result.metrics or {}
     steps = max([s for s, _ in curve] + [int(last.get(TIME_ATTR, 0) or 0)])
-    best = min(curve, key=lambda sv: sv[1]) if curve else None
+    best = min(curve, key=lambda sv: (goal.sort_value(sv[1]), sv[0])) if curve else None
     error = None
     if result.error is not None:
         lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
@@ -76,8 +77,8 @@ def trial_row(result: Any, metric: str, total_steps: int) -> TrialRow:
     return TrialRow(
         trial=str(last.get("trial_id") or Path(result.path).name),
         status=status,
-        fid=best[1] if best else None,
-        fid_step=best[0] if best else None,
+        score=best[1] if best else None,
+        score_step=best[0] if best else None,
         steps=steps,
         seconds=float(last.get("time_total_s", 0.0) or 0.0),
         params=dict(result.config or {}),
@@ -86,8 +87,9 @@ def trial_row(result: Any, metric: str, total_steps: int) -> TrialRow:
     )
 
 
-def _sort_key(row: TrialRow) -> tuple:
-    return (row.fid is None or row.status == "error", row.fid if row.fid is not None else math.inf, row.trial)
+def _sort_key(row: TrialRow, goal: Objective) -> tuple:
+    unscored = row.score is None or row.status == "error"
+    return (unscored, goal.sort_value(row.score) if row.score is not None else math.inf, row.trial)
 
 
 def _fmt(v: Any) -> str:
@@ -101,7 +103,7 @@ def table_markdown(rows: list[TrialRow], metric: str) -> str:
     head = ["rank", "trial", metric, "at step", "steps", "status", *keys, "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, r in enumerate(rows, 1):
-        cells = [i, r.trial, r.fid, r.fid_step, r.steps, r.status + (f": {r.error}" if r.error else ""),
+        cells = [i, r.trial, r.score, r.score_step, r.steps, r.status + (f": {r.error}" if r.error else ""),
                  *(r.params.get(k) for k in keys), round(r.seconds, 1)]
         lines.append("| " + " | ".join(_fmt(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -113,7 +115,7 @@ def table_csv(rows: list[TrialRow], metric: str) -> str:
     w = csv.writer(out)
     w.writerow(["rank", "trial", metric, "at_step", "steps", "status", *keys, "seconds", "error"])
     for i, r in enumerate(rows, 1):
-        w.writerow([i, r.trial, r.fid, r.fid_step, r.steps, r.status, *(r.params.get(k) for k in keys), r.seconds, r.error or ""])
+        w.writerow([i, r.trial, r.score, r.score_step, r.steps, r.status, *(r.params.get(k) for k in keys), r.seconds, r.error or ""])
     return out.getvalue()
 
 
@@ -124,15 +126,16 @@ def best_config(base: Config, params: dict[str, Any]) -> Config:
 
 
 def summarize(cfg: Config, grid: Any, sweep_dir: Path, reference: dict[str, float]) -> SweepResults:
-    metric = objective(cfg)
-    pairs = sorted(((trial_row(r, metric, cfg.train.steps), r) for r in grid), key=lambda p: _sort_key(p[0]))
+    goal = objective(cfg)
+    metric = goal.name
+    pairs = sorted(((trial_row(r, goal, cfg.train.steps), r) for r in grid), key=lambda p: _sort_key(p[0], goal))
     rows = [row for row, _ in pairs]
     best, result = pairs[0]
-    if best.fid is None or best.status == "error":
-        first = next((r.error for r in rows if r.error), "no trial reported FID")
+    if best.score is None or best.status == "error":
+        first = next((r.error for r in rows if r.error), f"no trial reported {metric}")
         raise GanrayError(f"every trial of the sweep failed ({first}); see {sweep_dir / 'tune'}")
     scored = [(c, m) for c, m in result.best_checkpoints if metric in m]
-    checkpoint, scores = min(scored, key=lambda cm: cm[1][metric]) if scored else (result.checkpoint, result.metrics)
+    checkpoint, scores = min(scored, key=lambda cm: goal.sort_value(cm[1][metric])) if scored else (result.checkpoint, result.metrics)
     files: dict[str, Path] = {}
     with checkpoint.as_directory() as d:
         generator = export_checkpoint(d, sweep_dir / GENERATOR_DIR, scores)
@@ -142,9 +145,9 @@ def summarize(cfg: Config, grid: Any, sweep_dir: Path, reference: dict[str, floa
     conf = _write(sweep_dir / "best_config.yaml", dump_config(best_config(cfg, best.params)))
     ref = reference.get(metric)
     header = [
-        f"# Sweep: {len(rows)} trials, {cfg.tune.scheduler} scheduler, {cfg.tune.search} search, minimizing {metric}",
+        f"# Sweep: {len(rows)} trials, {cfg.tune.scheduler} scheduler, {cfg.tune.search} search, {'minimizing' if goal.mode == 'min' else 'maximizing'} {metric}",
         "",
-        f"- best: trial {best.trial}, {metric} {best.fid:.4g} at step {best.fid_step} ({', '.join(f'{k}={_fmt(v)}' for k, v in sorted(best.params.items()))})",
+        f"- best: trial {best.trial}, {metric} {best.score:.4g} at step {best.score_step} ({', '.join(f'{k}={_fmt(v)}' for k, v in sorted(best.params.items()))})",
         f"- real held-out data scores {metric} {ref:.4g} (the floor a generator can approach)" if ref is not None else None,
         f"- compute: {sum(r.steps for r in rows)} trial-steps of {len(rows) * cfg.train.steps} for full budgets, "
         f"{sum(r.seconds for r in rows):.0f} trial-seconds",

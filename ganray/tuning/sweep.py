@@ -52,8 +52,10 @@ def check_sweep(cfg: Config) -> dict[str, Dist]:
     e, t = cfg.eval, cfg.tune
     if e.every <= 0:
         raise GanrayError("tune needs eval.every > 0: FID, measured every eval.every steps, is the objective; e.g. --set eval.every=300")
-    if "fid" not in e.metrics:
+    if t.metric == "fid" and "fid" not in e.metrics:
         raise GanrayError("tune minimizes FID, but eval.metrics leaves out fid; add fid to eval.metrics")
+    if t.metric == "cas_val" and (cfg.data.val_fraction <= 0 or e.cas_samples <= 0):
+        raise GanrayError("tune.metric=cas_val is measured on validation; set data.val_fraction > 0 and eval.cas_samples > 0")
     if e.every > cfg.train.steps:
         raise GanrayError(
             f"eval.every={e.every} exceeds train.steps={cfg.train.steps}: trials would report once and could not "
@@ -193,7 +195,7 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     loc = sweep_location(cfg)
     resuming = _prepare_sweep_dir(loc, cfg)
     domain, reference = _prepare_evaluation(cfg, splits)
-    metric = objective(cfg)
+    goal = objective(cfg)
     ensure_ray(cfg.ray)
     resources = {"cpu": cfg.ray.cpus_per_worker, "gpu": cfg.tune.gpus_per_trial if cfg.ray.use_gpu else 0}
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=cfg.model_dump(), domain=domain), resources)
@@ -206,8 +208,8 @@ def run_sweep(cfg: Config) -> SweepOutcome:
             trainable,
             param_space=to_ray(dists),
             tune_config=tune.TuneConfig(
-                metric=metric,
-                mode="min",
+                metric=goal.name,
+                mode=goal.mode,
                 search_alg=_search(cfg),
                 scheduler=_scheduler(cfg, dists),
                 num_samples=cfg.tune.num_samples,
@@ -220,8 +222,8 @@ def run_sweep(cfg: Config) -> SweepOutcome:
                 storage_filesystem=fs,
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=cfg.train.keep_checkpoints,
-                    checkpoint_score_attribute=metric,
-                    checkpoint_score_order="min",
+                    checkpoint_score_attribute=goal.name,
+                    checkpoint_score_order=goal.mode,
                 ),
                 failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
                 verbose=0,

@@ -11,6 +11,8 @@ compares trials on FID at equal steps (`time_attr="step"`) and any report can be
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import logging
 import tempfile
 from pathlib import Path
@@ -36,9 +38,26 @@ log = logging.getLogger(__name__)
 TIME_ATTR = "step"  # schedulers compare trials at equal training steps, not equal report counts
 
 
-def objective(cfg: Config) -> str:
-    """The metric a sweep minimizes: FID in the configured extractor's feature space."""
-    return metric_name("fid", "inception" if cfg.eval.extractor == "inception" else "domain")
+@dataclass(frozen=True)
+class Objective:
+    """What a sweep optimizes: `tune.metric` as the name trials report, and its direction."""
+
+    name: str
+    mode: str  # "min" or "max"
+
+    def best(self, values: list[float]) -> float:
+        return min(values) if self.mode == "min" else max(values)
+
+    def sort_value(self, value: float) -> float:
+        """Ascending order puts the best first."""
+        return value if self.mode == "min" else -value
+
+
+def objective(cfg: Config) -> Objective:
+    """FID in the configured extractor's feature space (minimized), or cas_val on validation (maximized)."""
+    if cfg.tune.metric == "cas_val":
+        return Objective("cas_val", "max")
+    return Objective(metric_name("fid", "inception" if cfg.eval.extractor == "inception" else "domain"), "min")
 
 
 def trial_config(base: Config, params: dict[str, Any]) -> Config:
