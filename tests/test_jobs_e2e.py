@@ -104,6 +104,7 @@ def sets(runs: str, *extra: str) -> list[str]:
         f"storage.runs_dir={runs}", f"storage.cache_dir={CACHE_DIR}", "storage.run_name=job",
         "model.width=0.25", "train.batch_size=32", "train.steps=20", "train.log_every=10", "train.sample_every=10",
         "train.checkpoint_every=10", "ray.num_workers=1", "eval.every=10", "eval.num_samples=200", "eval.classifier_steps=150",
+        "eval.cas_samples=200", "eval.cas_steps=20",
         *extra,
     ]
     return [a for p in pairs for a in ("--set", p)]

@@ -99,6 +99,7 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path, 
     overrides = sweep_overrides(
         tmp_path, "resume", "tune.num_samples=3", "tune.max_concurrent=1", "tune.search=optuna",
         "model.width=0.25", "eval.num_samples=200", "eval.classifier_steps=150", f"storage.cache_dir={CACHE_DIR}",
+        "eval.cas_samples=200", "eval.cas_steps=20",
         f"ray.address={ray_local.get_runtime_context().gcs_address}",
     )
     argv = [sys.executable, "-m", "ganray.cli", "tune", *(a for o in overrides for a in ("--set", o))]
