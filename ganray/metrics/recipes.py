@@ -23,6 +23,7 @@ import torch.nn as nn
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.metrics.classifier import ClassifierConfig, Mix, SmallCNN, accuracy, predict, train_mixed
+from ganray.metrics.utility import Repeated
 from ganray.training.sampling import sample_balanced
 
 REAL = "real"
@@ -125,10 +126,6 @@ def select_recipe(
     return Choice(RECIPES[best], table)
 
 
-def _stats(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
-
-
 def score_choice(
     choice: Choice, G: nn.Module | None, train: ImageDataset, test: ImageDataset, budget: Budget,
     judge: nn.Module | None = None,
@@ -141,9 +138,9 @@ def score_choice(
         "recipe": asdict(choice.recipe),
         "chosen_on": "val",
         "val": choice.val,
-        "real_only": _stats(real),
-        "recipe_test": _stats(chosen),
-        "gain": _stats(gains),
+        "real_only": Repeated(tuple(real)).as_dict(),
+        "recipe_test": Repeated(tuple(chosen)).as_dict(),
+        "gain": Repeated(tuple(gains)).as_dict(),
         "n_real": len(train),
         "n_synthetic": choice.recipe.synthetic_count(len(train), budget.max_synthetic),
     }

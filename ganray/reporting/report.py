@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import torch.nn as nn
+
 from ganray.config import Config, DataConfig
 from ganray.data import load_splits
 from ganray.data.base import ImageDataset, Splits
@@ -48,10 +50,10 @@ def _fraction(full_train: ImageDataset, data: DataConfig, fraction: float) -> tu
     return carve_train(full_train, data.model_copy(update={"train_fraction": fraction}))
 
 
-def _fraction_generator(cfg: Config, run: RunDir, fraction: float):
-    """The GAN trained on `fraction` of the real train split: the run itself, or a sibling run."""
+def _fraction_generator(cfg: Config, run: RunDir, fraction: float, own: nn.Module) -> nn.Module:
+    """The GAN trained on `fraction` of the real train split: the run's own (`own`), or a sibling run's."""
     if abs(fraction - cfg.data.train_fraction) < 1e-9:
-        return load_run_generator(run).G
+        return own
     from ganray.training.ray_train import train_with_ray  # Ray only when a sibling GAN must be trained
 
     sibling = run.sibling(f"{run.name}-frac{fraction:g}")
@@ -105,7 +107,6 @@ def _staged(uri: str, cfg: Config) -> Iterator[Path]:
 
 def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     e = rcfg.eval
-    recipes = check_recipes(e.recipes)
     start = time.perf_counter()
     # Load the data once; the run's split and each low-data fraction are carved from the full train split.
     full = load_splits(rcfg.data.model_copy(update={"train_fraction": 1.0, "val_fraction": 0.0}), rcfg.storage)
@@ -130,12 +131,12 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
         train_f, val_f = _fraction(full.train, rcfg.data, f)
         if val_f is None:
             raise GanrayError("the report chooses its downstream recipe on validation data; set data.val_fraction above 0")
-        G_f = G if abs(f - rcfg.data.train_fraction) < 1e-9 else _fraction_generator(rcfg, run, f)
+        G_f = _fraction_generator(rcfg, run, f, G)
         # The judge for soft labels: the domain classifier of the very real images the recipes get (cached by content).
         judge = domain_classifier(train_f, rcfg.storage.cache_dir, e.classifier_steps).model
         log.info("report: choosing a downstream recipe on validation for %g of the real data (%d train, %d val images)",
                  f, len(train_f), len(val_f))
-        choice = select_recipe(G_f, train_f, val_f, recipes, budget, judge, progress=lambda name: log.debug("report: recipe %s", name))
+        choice = select_recipe(G_f, train_f, val_f, e.recipes, budget, judge, progress=lambda name: log.debug("report: recipe %s", name))
         scored = score_choice(choice, G_f, train_f, full.test, budget, judge)
         scored["verdict"] = verdict(scored)
         log.info("report: %g of the real data: %s", f, scored["verdict"])

@@ -26,6 +26,11 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:07d}"
 
 
+def checkpoint_step(name: str) -> int:
+    """The step of a checkpoint directory name: the inverse of `checkpoint_name`."""
+    return int(name.removeprefix("step_"))
+
+
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
     d = Path(directory)

@@ -25,7 +25,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import sha256_file
 from ganray.metrics.names import SCORE_PREFIXES
 from ganray.models import build_generator
-from ganray.training.checkpoint import checkpoint_name, load_checkpoint
+from ganray.training.checkpoint import checkpoint_name, checkpoint_step, load_checkpoint
 from ganray.storage import is_s3, open_store, upload_dir
 from ganray.training.run_dir import RunDir, checkpoint_names, load_latest, read_config, read_metrics
 from ganray.training.selection import best_step
@@ -88,7 +88,7 @@ def load_run_generator(
         select = own.export.select if own is not None else "last"
     names = checkpoint_names(run)
     lines = read_metrics(run)
-    best = best_step(lines, select, {int(n.removeprefix("step_")) for n in names if n.removeprefix("step_").isdigit()})
+    best = best_step(lines, select, {checkpoint_step(n) for n in names})
     if best is not None:
         chosen = checkpoint_name(best[0])
         names = [chosen, *[n for n in names if n != chosen]]

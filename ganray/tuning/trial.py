@@ -45,9 +45,6 @@ class Objective:
     name: str
     mode: str  # "min" or "max"
 
-    def best(self, values: list[float]) -> float:
-        return min(values) if self.mode == "min" else max(values)
-
     def sort_value(self, value: float) -> float:
         """Ascending order puts the best first."""
         return value if self.mode == "min" else -value
