@@ -62,7 +62,11 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
 def _generate_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", metavar="DIR|S3_URI", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
-    src.add_argument("--generator", metavar="DIR|S3_URI", help="an exported generator directory (<run>/generator or a sweep's generator/)")
+    src.add_argument(
+        "--generator", metavar="DIR|S3_URI", action="append",
+        help="an exported generator directory (<run>/generator or a sweep's generator/); repeat it for an ensemble, "
+        "whose members take turns within each class",
+    )
     _out_args(p)
 
 
@@ -76,6 +80,11 @@ def _print_output(out) -> None:
     print(f"shards:          {len(m['shardlist'])} ({len(out.written)} written now, {len(out.kept)} already finished)")
     print(f"samples:         {m['num_samples']}  acceptance rate {m['acceptance_rate']:.3f}")
     print(f"class counts:    {', '.join(f'{k} {v}' for k, v in m['class_counts'].items())}")
+    if "recipe" in m:
+        r = m["recipe"]
+        how = " (searched on validation)" if r["searched_on"] else ""
+        print(f"recipe:          {len(r['generators'])} generator(s), latent_scale {r['latent_scale']}, "
+              f"min_confidence {r['min_confidence']}, soft labels {'on' if r['soft_labels'] else 'off'}{how}")
     print(f"manifest:        {out.uri.rstrip('/')}/manifest.json")
 
 
@@ -84,7 +93,10 @@ def cmd_generate(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.training.export import load_generator, load_run_generator
 
     cfg = with_out(cfg, args.out)
-    loaded = load_generator(args.generator, cfg.storage) if args.generator else load_run_generator(_run_dir(cfg, args))
+    if args.generator:
+        loaded = [load_generator(g, cfg.storage) for g in args.generator]
+    else:
+        loaded = [load_run_generator(_run_dir(cfg, args))]
     _print_output(generate(cfg, loaded))
     return 0
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -236,12 +236,16 @@ class GenerateConfig(_Section):
     shard_size: int = Field(1000, ge=1, description="samples per shard")
     seed: int = Field(0, description="shard s depends only on (seed, s)")
     classes: list[float] | None = Field(None, description="class proportions, one per class; None = balanced")
-    min_confidence: float = Field(
-        0.0, ge=0.0, lt=1.0, description="quality filter: keep samples the domain classifier assigns to their class with at least this probability; 0 = off"
+    min_confidence: Annotated[float, Field(ge=0.0, lt=1.0)] | Literal["auto"] = Field(
+        0.0, description="quality filter: keep samples the domain classifier assigns to their class with at least this probability; "
+        "0 = off; auto = the threshold whose samples train the best classifier on the validation split (recorded in the manifest)"
     )
-    latent_scale: float = Field(
-        1.0, gt=0.0, le=4.0, description="noise is multiplied by this: below 1 trades diversity for fidelity (truncation), "
-        "above 1 the reverse; recorded in the manifest",
+    latent_scale: Annotated[float, Field(gt=0.0, le=4.0)] | Literal["auto"] = Field(
+        1.0, description="noise is multiplied by this: below 1 trades diversity for fidelity (truncation), above 1 the reverse; "
+        "auto = searched on the validation split like min_confidence; recorded in the manifest",
+    )
+    soft_labels: bool = Field(
+        False, description="add the domain classifier's class probabilities of each sample to its .json (soft_label), for distillation"
     )
     num_actors: int = Field(0, ge=0, description="Ray actors writing shards; 0 = one per ray.cpus_per_worker CPUs in the cluster")
     batch_size: int = Field(256, ge=1, description="generator forward batch (256 suits CPU caches; raise it on GPUs)")
@@ -304,7 +308,8 @@ def _printable(text: str) -> str:
 
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    loc = _printable(".".join(str(p) for p in first["loc"]))
+    # A union adds its member's tag to the location ("generate.latent_scale.constrained-float"); config keys never hold "-" or "[".
+    loc = _printable(".".join(str(p) for p in first["loc"] if not re.search(r"[-\[]", str(p))))
     msg = _printable(first["msg"])
     if first["type"] == "extra_forbidden":
         return f"unknown config key '{loc}'; check the spelling (see README, Configuration)"

@@ -380,3 +380,97 @@ def test_latent_scale_changes_the_samples_spread(tmp_path, generator_dir):
 
     narrow, normal, wide = spread(0.25), spread(1.0), spread(2.0)
     assert narrow < 0.7 * normal and normal < wide
+
+
+def _perturbed(loaded, scale: float = 0.9):
+    """A second, different generator of the same data: the first's weights with the output layer scaled."""
+    import copy
+
+    from ganray.training.export import LoadedGenerator
+
+    G = copy.deepcopy(loaded.G)
+    last = [p for p in G.parameters() if p.dim() == 4][-1]
+    with torch.no_grad():
+        last.mul_(scale)
+    return LoadedGenerator(G, dict(loaded.info))
+
+
+def _metas(out: Path) -> list[dict]:
+    metas = []
+    for shard in sorted(out.glob("shard-*.tar")):
+        with tarfile.open(shard) as tar:
+            metas += [json.loads(tar.extractfile(t).read()) for t in tar.getmembers() if t.name.endswith(".json")]
+    return metas
+
+
+def test_ensemble_shards_are_byte_identical_across_actor_counts_and_split_each_class(tmp_path, ray_local, generator_dir):
+    a = load_generator(generator_dir)
+    b = _perturbed(a)
+    assert a.fingerprint != b.fingerprint
+    one = generate(gen_config(tmp_path, str(tmp_path / "one"), "generate.num_actors=1"), [a, b])
+    two = generate(gen_config(tmp_path, str(tmp_path / "two"), "generate.num_actors=2"), [a, b])
+    assert shard_files(tmp_path / "one") == shard_files(tmp_path / "two") and len(shard_files(tmp_path / "one")) == 3
+    assert one.manifest["identity"]["generator"] == [a.fingerprint, b.fingerprint] == two.manifest["recipe"]["generators"]
+    single = generate(gen_config(tmp_path, str(tmp_path / "single"), "generate.num_actors=1"), a)
+    assert single.manifest["identity_hash"] != one.manifest["identity_hash"]
+    assert "member" not in _metas(tmp_path / "single")[0]
+    # Each class's samples alternate between the members: 25 per class -> 13 and 12.
+    metas = _metas(tmp_path / "one")
+    for c in range(10):
+        members = [m["member"] for m in metas if m["class_name"] == str(c)]
+        assert sorted(np.bincount(members).tolist()) == [12, 13]
+    # Member 0's samples are the single generator's: each shard draws one noise row per sample, in
+    # order, whichever member uses it (up to a grey level: the members run in smaller batches).
+    ours, theirs = load_shards(tmp_path / "one"), load_shards(tmp_path / "single")
+    diff = (ours.images.int() - theirs.images.int()).abs().flatten(1).amax(1)
+    firsts = torch.tensor([m["member"] == 0 for m in metas])
+    assert diff[firsts].max() <= 1 and (diff[~firsts] > 1).all()
+    # Members of different data are refused in one line.
+    other = _perturbed(a)
+    other.info["class_names"] = [f"c{i}" for i in range(10)]
+    with pytest.raises(GanrayError, match="differ in class names"):
+        generate(gen_config(tmp_path, str(tmp_path / "bad")), [a, other])
+    assert not (tmp_path / "bad").exists()
+
+
+def test_soft_labels_are_the_judges_probabilities_and_sum_to_one(tmp_path, ray_local, generator_dir):
+    out = generate(gen_config(tmp_path, str(tmp_path / "soft"), "generate.soft_labels=true", "generate.num_actors=1"),
+                   load_generator(generator_dir))
+    metas = _metas(tmp_path / "soft")
+    assert len(metas) == N and out.manifest["identity"]["soft_labels"] is True and out.manifest["acceptance_rate"] == 1.0
+    for m in metas:
+        p = np.asarray(m["soft_label"])
+        assert p.shape == (10,) and (p >= 0).all() and abs(p.sum() - 1) < 1e-4
+        assert p[int(m["class_name"])] == m["confidence"]
+    # The judge is a real classifier, not a constant: most samples get their own class as the top guess.
+    assert np.mean([np.argmax(m["soft_label"]) == int(m["class_name"]) for m in metas]) > 0.5
+
+
+def test_auto_settings_are_searched_on_validation_and_recorded(tmp_path, ray_local, generator_dir):
+    from ganray.generation.search import CONFIDENCES, LATENT_SCALES
+
+    cfg = gen_config(tmp_path, str(tmp_path / "auto"), "generate.latent_scale=auto", "generate.min_confidence=auto",
+                     "generate.num_actors=1")
+    out = generate(cfg, load_generator(generator_dir))
+    r = out.manifest["recipe"]
+    assert r["searched_on"] == "val" and r["latent_scale"] in LATENT_SCALES and r["min_confidence"] in CONFIDENCES
+    # Every scale at the filter off, then every threshold at the chosen scale; each scored on validation.
+    tried = [(t["latent_scale"], t["min_confidence"]) for t in r["search"]]
+    assert tried[:3] == [(s, 0.0) for s in LATENT_SCALES]
+    assert tried[3:] == [(r["latent_scale"], c) for c in CONFIDENCES[1:]]
+    assert all(t["val_accuracy"] is None or 0.0 <= t["val_accuracy"] <= 1.0 for t in r["search"])
+    assert len({t["val_accuracy"] for t in r["search"]}) > 1  # the candidates really differ
+    # The chosen values are the output's identity: the same explicit settings resume it without writing.
+    explicit = gen_config(tmp_path, str(tmp_path / "auto"), f"generate.latent_scale={r['latent_scale']}",
+                          f"generate.min_confidence={r['min_confidence']}", "generate.num_actors=1")
+    again = generate(explicit, load_generator(generator_dir))
+    assert again.written == [] and again.manifest["identity_hash"] == out.manifest["identity_hash"]
+    # Other data than the generator's, or no validation split: one line each, before any shard.
+    noval = gen_config(tmp_path, str(tmp_path / "noval"), "generate.latent_scale=auto", "data.val_fraction=0")
+    with pytest.raises(GanrayError, match=r"generate.latent_scale=auto needs the generator's training data"):
+        generate(noval, load_generator(generator_dir))
+    trained_without_val = load_generator(generator_dir)
+    trained_without_val.info["data_fingerprint"] = load_splits(noval.data).train.fingerprint()
+    with pytest.raises(GanrayError, match=r"searched on the validation split; set data.val_fraction above 0"):
+        generate(noval, trained_without_val)
+    assert not (tmp_path / "noval").exists()

@@ -64,5 +64,21 @@ class ShardPlan:
         start, stop = self.bounds(s)
         return self._labels[start:stop]
 
+    @functools.cached_property
+    def _ordinals(self) -> np.ndarray:
+        labels = self._labels
+        order = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(self.counts)))[:-1]])
+        ranks = np.empty_like(order)
+        ranks[order] = np.arange(len(labels)) - starts[labels[order]]
+        return ranks
+
+    def members(self, s: int, m: int) -> np.ndarray:
+        """Which of `m` ensemble generators makes each sample of shard s: its rank within its class,
+        modulo m. Every class is split evenly between the members (a plain index modulo m would tie
+        members to classes, since the labels are interleaved), and it depends on (plan, s) only."""
+        start, stop = self.bounds(s)
+        return self._ordinals[start:stop] % m
+
     def rng(self, s: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(s,)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,70 +36,111 @@ def _record(s: int, data: bytes, labels: np.ndarray, k: int, drawn: int, identit
     )
 
 
+@dataclass(frozen=True)
+class Drawn:
+    images: np.ndarray  # uint8 N x C x H x W
+    probs: np.ndarray | None  # the judge's class probabilities of each kept image, when judged
+    drawn: int  # candidates generated, rejected ones included
+
+
+Judge = Callable[[torch.Tensor], torch.Tensor]  # images in [-1, 1] -> class probabilities
+
+
+@torch.no_grad()
+def _forward(
+    members: Sequence[nn.Module], z: np.ndarray, y: np.ndarray, member: np.ndarray, batch_size: int, judge: Judge | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (and judged probabilities) of each (z, y), made by generator `member`."""
+    device = next(members[0].parameters()).device
+    images = np.zeros((len(z), *members[0].image_shape), dtype=np.uint8)
+    probs = np.zeros((len(z), members[0].num_classes), dtype=np.float32) if judge is not None else None
+    for k, G in enumerate(members):
+        rows = np.flatnonzero(member == k)
+        for i in range(0, len(rows), batch_size):
+            r = rows[i : i + batch_size]
+            x = to_uint8(G(torch.from_numpy(z[r]).to(device), torch.from_numpy(y[r]).to(device))).cpu()
+            images[r] = x.numpy()
+            if probs is not None:
+                # Judge the image as stored (uint8), not the float output.
+                probs[r] = judge(to_unit(x).to(device)).float().cpu().numpy()
+    return images, probs
+
+
+def draw_samples(
+    members: Sequence[nn.Module], labels: np.ndarray, member: np.ndarray, rng: np.random.Generator, *,
+    latent_scale: float = 1.0, judge: Judge | None = None, min_confidence: float = 0.0, batch_size: int = 256,
+    what: str = "the samples",
+) -> Drawn:
+    """One image per label from generator `member[i]`, redrawn (fresh noise, same member) until the
+    judge gives its label at least `min_confidence`. A pure function of its arguments and rng state."""
+    n, z_dim = len(labels), members[0].z_dim
+    out = np.zeros((n, *members[0].image_shape), dtype=np.uint8)
+    kept_probs = np.zeros((n, members[0].num_classes), dtype=np.float32) if judge is not None else None
+    todo = np.arange(n)
+    drawn = 0
+    for _ in range(MAX_ROUNDS):
+        z = rng.standard_normal((len(todo), z_dim)).astype(np.float32)
+        if latent_scale != 1.0:
+            z *= np.float32(latent_scale)
+        images, probs = _forward(members, z, labels[todo], member[todo], batch_size, judge)
+        drawn += len(todo)
+        ok = np.ones(len(todo), dtype=bool)
+        if probs is not None:
+            ok = probs[np.arange(len(todo)), labels[todo]] >= min_confidence
+            kept_probs[todo[ok]] = probs[ok]
+        out[todo[ok]] = images[ok]
+        todo = todo[~ok]
+        if not len(todo):
+            return Drawn(out, kept_probs, drawn)
+    raise GanrayError(
+        f"{what}: only {n - len(todo)} of {n} samples reached confidence {min_confidence} in "
+        f"{MAX_ROUNDS} rounds; lower generate.min_confidence or train the generator longer"
+    )
+
+
 @dataclass
 class GeneratedShards:
-    """Samples of a conditional generator, optionally kept only when a classifier agrees."""
+    """Samples of one conditional generator or an ensemble, optionally kept only when a judge agrees.
 
-    G: nn.Module
+    With several generators, each class's samples alternate between them (`ShardPlan.members`).
+    `soft_labels` adds the judge's class probabilities to each sample's metadata.
+    """
+
+    G: nn.Module | Sequence[nn.Module]
     plan: ShardPlan
     class_names: tuple[str, ...]
     identity: str
     batch_size: int = 256
-    judge: Callable[[torch.Tensor], torch.Tensor] | None = None  # images in [-1, 1] -> class probabilities
+    judge: Judge | None = None
     min_confidence: float = 0.0
     png_level: int = PNG_LEVEL
     latent_scale: float = 1.0
+    soft_labels: bool = False
 
-    @torch.no_grad()
-    def _forward(self, z: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        device = next(self.G.parameters()).device
-        images, conf = [], []
-        for i in range(0, len(z), self.batch_size):
-            zi = torch.from_numpy(z[i : i + self.batch_size]).to(device)
-            yi = torch.from_numpy(y[i : i + self.batch_size]).to(device)
-            x = self.G(zi, yi)
-            images.append(to_uint8(x).cpu())
-            if self.judge is not None:
-                # Judge the image as stored (uint8), not the float output.
-                probs = self.judge(to_unit(images[-1]).to(device))
-                conf.append(probs.gather(1, yi[:, None])[:, 0].cpu())
-        return torch.cat(images), (torch.cat(conf) if conf else None)
+    @property
+    def members(self) -> tuple[nn.Module, ...]:
+        return tuple(self.G) if isinstance(self.G, (list, tuple)) else (self.G,)
 
     def render(self, s: int) -> tuple[bytes, ShardRecord]:
-        labels = self.plan.labels(s)
-        rng = self.plan.rng(s)
-        n, z_dim = len(labels), self.G.z_dim
-        out = np.zeros((n, *self.G.image_shape), dtype=np.uint8)
-        confidence = np.ones(n, dtype=np.float64)
-        todo = np.arange(n)
-        drawn = 0
-        for _ in range(MAX_ROUNDS):
-            z = rng.standard_normal((len(todo), z_dim)).astype(np.float32)
-            if self.latent_scale != 1.0:
-                z *= np.float32(self.latent_scale)
-            images, conf = self._forward(z, labels[todo])
-            drawn += len(todo)
-            ok = np.ones(len(todo), dtype=bool) if conf is None else conf.numpy() >= self.min_confidence
-            out[todo[ok]] = images.numpy()[ok]
-            if conf is not None:
-                confidence[todo[ok]] = conf.numpy()[ok]
-            todo = todo[~ok]
-            if not len(todo):
-                break
-        else:
-            raise GanrayError(
-                f"shard {s}: only {n - len(todo)} of {n} samples reached confidence {self.min_confidence} in "
-                f"{MAX_ROUNDS} rounds; lower generate.min_confidence or train the generator longer"
-            )
+        labels, members = self.plan.labels(s), self.members
+        member = self.plan.members(s, len(members))
+        got = draw_samples(
+            members, labels, member, self.plan.rng(s), latent_scale=self.latent_scale, judge=self.judge,
+            min_confidence=self.min_confidence, batch_size=self.batch_size, what=f"shard {s}",
+        )
         start, _ = self.plan.bounds(s)
         samples = []
-        for i in range(n):
+        for i in range(len(labels)):
             meta = {"class_name": self.class_names[labels[i]], "seed": self.plan.seed, "shard": s, "index": start + i, "source": "generate"}
-            if self.judge is not None:
-                meta["confidence"] = round(float(confidence[i]), 6)
-            samples.append(Sample(sample_key(s, i), out[i], int(labels[i]), meta))
+            if len(members) > 1:
+                meta["member"] = int(member[i])
+            if got.probs is not None:
+                meta["confidence"] = round(float(got.probs[i, labels[i]]), 6)
+                if self.soft_labels:
+                    meta["soft_label"] = [round(float(p), 6) for p in got.probs[i]]
+            samples.append(Sample(sample_key(s, i), got.images[i], int(labels[i]), meta))
         data = shard_bytes(samples, self.png_level)
-        return data, _record(s, data, labels, len(self.class_names), drawn, self.identity)
+        return data, _record(s, data, labels, len(self.class_names), got.drawn, self.identity)
 
 
 def augment_transform(ops: list[str], channels: int) -> Callable[[torch.Tensor], torch.Tensor]:

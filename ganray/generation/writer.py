@@ -96,7 +96,9 @@ def write_output(
     identity: dict[str, Any],
     class_names: list[str],
     factory: Callable[[torch.device], Renderer],
+    extra: dict[str, Any] | None = None,
 ) -> OutputSummary:
+    """`extra`: manifest fields that describe how the output was made but not its bytes (the generation recipe)."""
     g = cfg.generate
     ident = identity_hash(identity)
     old = check_foreign(store, identity, g.overwrite)
@@ -132,7 +134,7 @@ def write_output(
                 raise user from None
     ordered = [records[s] for s in range(plan.num_shards)]
     config = {"generate": g.model_dump(exclude={"overwrite", "num_actors", "out"}), "data": cfg.data.model_dump()}
-    manifest = build_manifest(identity, ordered, class_names, config)
+    manifest = build_manifest(identity, ordered, class_names, config) | (extra or {})
     if old is not None and same_content(old, manifest):
         manifest = old
     else:
