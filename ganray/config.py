@@ -220,6 +220,10 @@ class TuneConfig(_Section):
     reduction_factor: int = Field(3, ge=2, description="ASHA keeps 1/reduction_factor of trials per rung")
     perturbation_interval: int = Field(2, ge=1, description="PBT: evaluations between exploit/explore steps")
     gpus_per_trial: float = Field(1.0, gt=0.0, description="GPUs per trial when ray.use_gpu (fractions share a GPU)")
+    export_top_k: int = Field(
+        1, ge=1, description="also export the best checkpoint of each of the top k trials to top/1 ... top/k, "
+        "for an ensemble (ganray generate --generator top/1 --generator top/2 ...)",
+    )
     seed: int = Field(0, description="seeds the search algorithm's sampling")
 
 

@@ -56,7 +56,7 @@ def trial_lines(trial_dir: Path) -> list[dict]:
 
 
 def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path, ray_local):
-    cfg = sweep_config(tmp_path, "asha", "tune.num_samples=6", "tune.max_concurrent=2")
+    cfg = sweep_config(tmp_path, "asha", "tune.num_samples=6", "tune.max_concurrent=2", "tune.export_top_k=2")
     out = run_sweep(cfg)
     r = out.results
     assert r is not None and len(r.rows) == 6
@@ -80,6 +80,13 @@ def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path
     images, labels = sample_balanced(gen.G, 20, seed=0)
     assert images.shape == (20, 1, 28, 28) and images.dtype == torch.uint8
     assert sorted(labels.tolist()) == sorted(list(range(10)) * 2)
+    # The top two trials' generators are exported too, rank 1 being the best, for an ensemble.
+    first, second = load_generator(out.sweep_dir / "top" / "1"), load_generator(out.sweep_dir / "top" / "2")
+    assert first.fingerprint == gen.fingerprint
+    # Two samples of this 4-point space can draw the same point, and then train the same weights.
+    assert (first.fingerprint == second.fingerprint) == (r.rows[0].params == r.rows[1].params)
+    assert second.info["metrics"]["fid_domain"] == pytest.approx(r.rows[1].score)
+    assert "--generator top/1 --generator top/2" in (out.sweep_dir / "results.md").read_text()
 
     # The tables and the best config agree with the rows.
     table = list(csv.DictReader((out.sweep_dir / "results.csv").open()))

@@ -125,6 +125,15 @@ def best_config(base: Config, params: dict[str, Any]) -> Config:
     return cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"run_name": None})})
 
 
+TOP_DIR = "top"  # <sweep>/top/<rank>/: the top trials' exported generators (tune.export_top_k)
+
+
+def _best_checkpoint(result: Any, goal: Objective) -> tuple[Any, dict]:
+    """A trial's checkpoint with the best score, and its metrics (its last one when none is scored)."""
+    scored = [(c, m) for c, m in result.best_checkpoints if goal.name in m]
+    return min(scored, key=lambda cm: goal.sort_value(cm[1][goal.name])) if scored else (result.checkpoint, result.metrics)
+
+
 def summarize(cfg: Config, grid: Any, sweep_dir: Path, reference: dict[str, float]) -> SweepResults:
     goal = objective(cfg)
     metric = goal.name
@@ -134,14 +143,19 @@ def summarize(cfg: Config, grid: Any, sweep_dir: Path, reference: dict[str, floa
     if best.score is None or best.status == "error":
         first = next((r.error for r in rows if r.error), f"no trial reported {metric}")
         raise GanrayError(f"every trial of the sweep failed ({first}); see {sweep_dir / 'tune'}")
-    scored = [(c, m) for c, m in result.best_checkpoints if metric in m]
-    checkpoint, scores = min(scored, key=lambda cm: goal.sort_value(cm[1][metric])) if scored else (result.checkpoint, result.metrics)
+    checkpoint, scores = _best_checkpoint(result, goal)
     files: dict[str, Path] = {}
     with checkpoint.as_directory() as d:
         generator = export_checkpoint(d, sweep_dir / GENERATOR_DIR, scores)
         if (Path(d) / "samples.png").is_file():
             shutil.copyfile(Path(d) / "samples.png", sweep_dir / "best_samples.png")
             files["samples"] = sweep_dir / "best_samples.png"
+    top = [(row, r) for row, r in pairs if row.score is not None and row.status != "error"][: cfg.tune.export_top_k]
+    if cfg.tune.export_top_k > 1:
+        for rank, (_, r) in enumerate(top, 1):
+            ckpt, sc = _best_checkpoint(r, goal)
+            with ckpt.as_directory() as d:
+                export_checkpoint(d, sweep_dir / TOP_DIR / str(rank), sc)
     conf = _write(sweep_dir / "best_config.yaml", dump_config(best_config(cfg, best.params)))
     ref = reference.get(metric)
     header = [
@@ -152,6 +166,8 @@ def summarize(cfg: Config, grid: Any, sweep_dir: Path, reference: dict[str, floa
         f"- compute: {sum(r.steps for r in rows)} trial-steps of {len(rows) * cfg.train.steps} for full budgets, "
         f"{sum(r.seconds for r in rows):.0f} trial-seconds",
         f"- best config: {conf.name}; exported generator: {GENERATOR_DIR}/",
+        f"- top {len(top)} trials' generators, for an ensemble: "
+        + " ".join(f"--generator {TOP_DIR}/{i}" for i in range(1, len(top) + 1)) if cfg.tune.export_top_k > 1 else None,
         "",
     ]
     markdown = "\n".join(l for l in header if l is not None) + "\n" + table_markdown(rows, metric)
