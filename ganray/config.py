@@ -78,8 +78,8 @@ class LossConfig(_Section):
 class TrainConfig(_Section):
     steps: int = Field(2400, ge=1)
     batch_size: int = Field(64, ge=1, description="global batch, split evenly across workers")
-    lr_g: float = Field(2e-4, gt=0.0)
-    lr_d: float = Field(2e-4, gt=0.0)
+    lr_g: float = Field(2e-4, gt=0.0, allow_inf_nan=False)
+    lr_d: float = Field(2e-4, gt=0.0, allow_inf_nan=False)
     beta1: float = Field(0.0, ge=0.0, lt=1.0)
     beta2: float = Field(0.9, ge=0.0, lt=1.0)
     adam_eps: float = Field(1e-7, gt=0.0, description="Keras' Adam default")
@@ -125,6 +125,10 @@ class EvalConfig(_Section):
     cas_steps: int = Field(200, ge=1, description="classifier steps of cas_val: a small fixed budget, the same for every checkpoint")
     report_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="classifier seeds the report averages over")
     report_fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 1.0], description="real-train fractions of the low-data study")
+    report_steps: Literal["scaled", "same"] = Field(
+        "scaled", description="training steps of the low-data study's GAN for a smaller fraction f of the run's data: "
+        "scaled = train.steps x sqrt(f / data.train_fraction) (fewer images, fewer steps), same = train.steps",
+    )
     report_samples: int = Field(5000, ge=10, description="class-balanced synthetic samples per classifier in the report")
     recipes: list[str] = Field(
         default_factory=lambda: ["real", "mix-50", "mix-75", "mix-50-soft"],
@@ -319,8 +323,8 @@ def _format_error(err: ValidationError) -> str:
         return f"unknown config key '{loc}'; check the spelling (see README, Configuration)"
     if first["type"] in {"model_type", "model_attributes_type", "dict_type"}:
         return f"config key '{loc}' must be a mapping"
-    where = f"'{loc}'" if loc else "config"
-    return f"invalid config {where}: {msg}"
+    where = f" '{loc}'" if loc else ""
+    return f"invalid config{where}: {msg.removeprefix('Value error, ')}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -18,7 +18,8 @@ def test_gpu_bench_runs_on_cpu_and_records_every_part(tmp_path):
     env = {**os.environ, "GANRAY_BENCH_RESULTS": str(results), "RAY_ADDRESS": ""}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu.py"), "--device", "cpu", "--quick", "--only", "train,generate,evaluate",
-         "--set", f"storage.cache_dir={CACHE_DIR}", "--set", "eval.classifier_steps=150"],
+         "--set", f"storage.cache_dir={CACHE_DIR}", "--set", "eval.classifier_steps=150",
+         "--set", "eval.cas_samples=200", "--set", "eval.cas_steps=20"],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

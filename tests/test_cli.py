@@ -27,6 +27,11 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
         (["--set", "data.source=folder", "--set", "data.path=/nonexistent/dir"], "'/nonexistent/dir' does not exist"),
         (["--set", "model.arch=resnet"], "unknown model.arch 'resnet'"),
         (["--config", "/nonexistent.yaml"], "does not exist"),
+        (["--set", "train.lr_g=.inf"], "invalid config 'train.lr_g': Input should be a finite number"),
+        (["--set", "train.lr_d=.nan"], "invalid config 'train.lr_d': Input should be a finite number"),
+        (["--set", "train.batch_size=33"], "invalid config: train.batch_size=33 must be divisible by ray.num_workers=2"),
+        (["--set", "generate.latent_scale=0"], "invalid config 'generate.latent_scale': Input should be greater than 0"),
+        (["--set", "generate.min_confidence=often"], "invalid config 'generate.min_confidence': Input should be a valid number"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, args, message):
@@ -35,6 +40,14 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, args, messag
     assert message in err
     assert len(err.splitlines()) == 1 and err.startswith("ganray train: error:")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_log_level_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--log-level", "bogus", "train"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'BOGUS'" in err and "Traceback" not in err
+    assert main(["--log-level", "warning", "train", "--set", "train.steps=ten"]) == 2  # any case works
 
 
 def test_wrong_image_shape_for_a_run_is_refused(capsys, tmp_path):

@@ -74,7 +74,7 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run):
     tmp, _ = small_run
     cfg = tiny_config(
         tmp, "eval.report_fractions=[0.5, 1.0]", "eval.report_seeds=[0, 1]", "eval.report_samples=200",
-        "eval.classifier_steps=30", "eval.num_samples=100",
+        "eval.classifier_steps=30", "eval.num_samples=100", "eval.recipes=[mix-50-soft]",
     )
     built = build_report(cfg, tmp / "run")
     out = Path(built.uri)
@@ -88,16 +88,19 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run):
     assert report["low_data"]["0.5"]["n_real"] < report["low_data"]["1"]["n_real"] == 1151  # 1,438 less validation
     assert report["splits"] == {"train": 1151, "val": 287, "test": 359, "decisions": "val", "final_numbers": "test"}
     for g in report["low_data"].values():
-        assert g["chosen_on"] == "val" and set(g["val"]) == {"real", "mix-50", "mix-75", "mix-50-soft"}
+        assert g["chosen_on"] == "val" and set(g["val"]) == {"real", "mix-50-soft"}  # real is always compared
         assert g["recipe"]["name"] == max(g["val"], key=lambda n: (g["val"][n]["mean"], n == "real"))
         assert g["gain"]["mean"] == pytest.approx(g["recipe_test"]["mean"] - g["real_only"]["mean"])
     assert report["recipe"] == report["low_data"]["1"]["recipe"] and report["verdict"] == report["low_data"]["1"]["verdict"]
     assert report["generate_command"].startswith(f"ganray generate --run {tmp / 'run'}")
+    # A soft-label recipe's data needs the judge's probabilities in the shards.
+    assert ("generate.soft_labels=true" in report["generate_command"]) == report["recipe"]["soft"]
     assert 0 <= report["coverage"]["overall"] <= 1
     assert report["fidelity"]["metrics"]["fid_domain"] > 0
     assert report["seeds"]["classifier"] == [0, 1] and report["config"]["eval"]["report_samples"] == 200
-    # The 50% GAN is a sibling run trained with Ray Train, so a rerun would resume it.
-    assert (tmp / "run-frac0.5" / "generator" / "generator.json").is_file()
+    # The 50% GAN is a sibling run trained with Ray Train (so a rerun would resume it), for
+    # sqrt(0.5) of the run's 40 steps.
+    assert json.loads((tmp / "run-frac0.5" / "generator" / "generator.json").read_text())["step"] == 28
     for name in report["figures"].values():
         with Image.open(out / name) as im:
             assert im.size[0] > 100
@@ -192,3 +195,13 @@ def test_report_fractions_are_the_splits_training_uses(digits):
         run_splits = load_splits(DataConfig(train_fraction=f))
         train, val = _fraction(full.train, DataConfig(), f)
         assert torch.equal(train.images, run_splits.train.images) and torch.equal(val.images, run_splits.val.images)
+
+
+def test_low_data_gans_train_fewer_steps_on_fewer_images():
+    from ganray.reporting.report import fraction_steps
+
+    assert fraction_steps(2400, 0.1, 1.0, "scaled") == 759  # sqrt(0.1) of the run's steps
+    assert fraction_steps(2400, 0.25, 1.0, "scaled") == 1200
+    assert fraction_steps(2400, 1.0, 1.0, "scaled") == 2400
+    assert fraction_steps(2400, 1.0, 0.25, "scaled") == 2400  # never longer than the run itself
+    assert fraction_steps(2400, 0.1, 1.0, "same") == 2400

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -50,6 +51,18 @@ def _fraction(full_train: ImageDataset, data: DataConfig, fraction: float) -> tu
     return carve_train(full_train, data.model_copy(update={"train_fraction": fraction}))
 
 
+def fraction_steps(steps: int, fraction: float, own_fraction: float, mode: str) -> int:
+    """GAN steps for `fraction` of the data when the run trained `steps` on `own_fraction`.
+
+    `scaled`: a smaller dataset gets proportionally to the square root fewer steps (a GAN on 145
+    images overfits in fewer steps than one on 1,438, and the study costs less); never more than
+    the run's own steps.
+    """
+    if mode == "same" or fraction >= own_fraction:
+        return steps
+    return max(1, round(steps * math.sqrt(fraction / own_fraction)))
+
+
 def _fraction_generator(cfg: Config, run: RunDir, fraction: float, own: nn.Module) -> nn.Module:
     """The GAN trained on `fraction` of the real train split: the run's own (`own`), or a sibling run's."""
     if abs(fraction - cfg.data.train_fraction) < 1e-9:
@@ -57,14 +70,16 @@ def _fraction_generator(cfg: Config, run: RunDir, fraction: float, own: nn.Modul
     from ganray.training.ray_train import train_with_ray  # Ray only when a sibling GAN must be trained
 
     sibling = run.sibling(f"{run.name}-frac{fraction:g}")
+    steps = fraction_steps(cfg.train.steps, fraction, cfg.data.train_fraction, cfg.eval.report_steps)
     sibling_cfg = cfg.model_copy(
         update={
             "data": cfg.data.model_copy(update={"train_fraction": fraction}),
+            "train": cfg.train.model_copy(update={"steps": steps}),
             "eval": cfg.eval.model_copy(update={"every": 0}),
             "storage": cfg.storage.model_copy(update={"runs_dir": sibling.parent, "run_name": sibling.name}),
         }
     )
-    log.info("low-data study: training a GAN on %g of the real train split (%s)", fraction, sibling.uri)
+    log.info("low-data study: training a GAN on %g of the real train split for %d steps (%s)", fraction, steps, sibling.uri)
     out = train_with_ray(sibling_cfg)
     return load_run_generator(out.run).G
 
@@ -183,7 +198,8 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
 def generate_command(run: RunDir, scored: dict) -> str:
     """The `ganray generate` call that writes the synthetic data the chosen recipe uses."""
     n = max(scored["n_synthetic"], 1000)
-    return f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}"
+    soft = " --set generate.soft_labels=true" if scored["recipe"]["soft"] else ""
+    return f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}{soft}"
 
 
 def _pm(d: dict) -> str:
