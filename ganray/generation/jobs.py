@@ -14,9 +14,10 @@ from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.generation.plan import ShardPlan
 from ganray.generation.render import AugmentedShards, GeneratedShards
+from ganray.generation.search import Searched
 from ganray.generation.shard import PNG_LEVEL
 from ganray.generation.writer import OutputSummary, write_output
-from ganray.storage import open_store
+from ganray.storage import Store, open_store
 from ganray.training.export import LoadedGenerator, generator_from
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,9 @@ def _proportions(cfg: Config, k: int) -> list[float]:
 class GeneratorFactory:
     """Rebuilds the exported generator(s) (and the quality judge) inside each actor."""
 
-    model: dict
+    members: tuple[tuple[dict, dict[str, torch.Tensor]], ...]  # (model config, weights) of each ensemble member
     image_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
-    states: tuple[dict[str, torch.Tensor], ...]  # one per ensemble member
     plan: ShardPlan
     identity: str
     batch_size: int
@@ -60,19 +60,13 @@ class GeneratorFactory:
     png_level: int
     latent_scale: float = 1.0
     soft_labels: bool = False
-    models: tuple[dict, ...] = ()  # per-member model configs when they differ from `model`
 
     def __call__(self, device: torch.device) -> GeneratedShards:
-        members = []
-        for i, state in enumerate(self.states):
-            meta = {"model": self.models[i] if self.models else self.model, "image_shape": self.image_shape, "class_names": self.class_names}
-            members.append(generator_from(meta, state).to(device))
-        judge = None
-        if self.judge is not None:
-            judge = _judge(self.judge, self.image_shape, len(self.class_names), device)
-        G = members[0] if len(members) == 1 else tuple(members)
-        return GeneratedShards(G, self.plan, self.class_names, self.identity, self.batch_size, judge, self.min_confidence,
-                               self.png_level, self.latent_scale, self.soft_labels)
+        meta = {"image_shape": self.image_shape, "class_names": self.class_names}
+        members = tuple(generator_from({**meta, "model": model}, state).to(device) for model, state in self.members)
+        judge = _judge(self.judge, self.image_shape, len(self.class_names), device) if self.judge is not None else None
+        return GeneratedShards(members[0] if len(members) == 1 else members, self.plan, self.class_names, self.identity,
+                               self.batch_size, judge, self.min_confidence, self.png_level, self.latent_scale, self.soft_labels)
 
 
 def _png(level: int) -> dict[str, int]:
@@ -116,10 +110,49 @@ def check_ensemble(loaded: list[LoadedGenerator]) -> None:
             raise GanrayError("the generators of an ensemble differ in model.z_dim; ensemble generators with one noise size")
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The generation recipe an output is written with, after `auto` values are resolved."""
+
+    latent_scale: float
+    min_confidence: float
+    judge: dict | None  # the domain classifier's payload, when filtering or adding soft labels
+    search: Searched | None  # the validation search, when anything was `auto`
+
+
+def resolve_settings(cfg: Config, members: list[LoadedGenerator], store: Store) -> Settings:
+    """Load the judge when a setting needs it and search `auto` settings on validation."""
+    from ganray.generation.search import SearchBudget, is_auto, search_generation
+
+    g, info = cfg.generate, members[0].info
+    auto = [k for k in ("latent_scale", "min_confidence") if is_auto(getattr(g, k))]
+    needs_judge = g.soft_labels or is_auto(g.min_confidence) or g.min_confidence > 0
+    if not auto and not needs_judge:
+        return Settings(g.latent_scale, g.min_confidence, None, None)
+    uses = [f"generate.{k}={getattr(g, k)}" for k in ("latent_scale", "min_confidence", "soft_labels")
+            if getattr(g, k) not in (1.0, 0.0, False)]
+    splits = _generator_splits(cfg, info, " and ".join(uses))
+    judge = domain_payload_of(cfg, splits) if needs_judge else None
+    if not auto:
+        return Settings(g.latent_scale, g.min_confidence, judge, None)
+    if splits.val is None or not len(splits.val):
+        raise GanrayError("auto generation settings are searched on the validation split; set data.val_fraction above 0")
+    store.check_writable()  # an unwritable output fails before a search of minutes, not after it
+    log.info("searching %s on the validation split (%d images)", " and ".join(auto), len(splits.val))
+    shape, k = tuple(info["image_shape"]), len(info["class_names"])
+    found = search_generation(
+        [m.G for m in members], splits.val, g.latent_scale, g.min_confidence,
+        SearchBudget(cfg.eval.cas_samples or 2000, cfg.eval.cas_steps),
+        _judge(judge, shape, k, torch.device("cpu")) if judge is not None else None,
+        progress=lambda what: log.info("scoring %s on validation", what),
+    )
+    log.info("chosen on validation: latent_scale=%s min_confidence=%s", found.latent_scale, found.min_confidence)
+    return Settings(found.latent_scale, found.min_confidence, judge, found)
+
+
 def generate(cfg: Config, loaded: LoadedGenerator | list[LoadedGenerator]) -> OutputSummary:
     """Shards of `generate.num_samples` samples from an exported (or run's) generator, or an ensemble of them."""
     from ganray.generation.manifest import identity_hash
-    from ganray.generation.search import SearchBudget, is_auto, search_generation
 
     members = loaded if isinstance(loaded, list) else [loaded]
     check_ensemble(members)
@@ -131,25 +164,7 @@ def generate(cfg: Config, loaded: LoadedGenerator | list[LoadedGenerator]) -> Ou
         )
     store = open_store(_out(cfg), cfg.storage)
     plan = ShardPlan.build(g.num_samples, g.shard_size, g.seed, _proportions(cfg, len(class_names)))
-    auto = is_auto(g.latent_scale) or is_auto(g.min_confidence)
-    needs_judge = is_auto(g.min_confidence) or g.soft_labels or (not is_auto(g.min_confidence) and g.min_confidence > 0)
-    uses = [f"generate.{k}={getattr(g, k)}" for k in ("latent_scale", "min_confidence", "soft_labels") if getattr(g, k) not in (1.0, 0.0, False)]
-    splits = _generator_splits(cfg, info, " and ".join(uses)) if needs_judge or auto else None
-    judge = domain_payload_of(cfg, splits) if needs_judge else None
-    scale, conf, search = g.latent_scale, g.min_confidence, None
-    if auto:
-        if splits.val is None or not len(splits.val):
-            raise GanrayError("auto generation settings are searched on the validation split; set data.val_fraction above 0")
-        log.info("searching %s on the validation split (%d images)", ", ".join(
-            k for k in ("latent_scale", "min_confidence") if is_auto(getattr(g, k))), len(splits.val))
-        device_judge = _judge(judge, tuple(info["image_shape"]), len(class_names), torch.device("cpu")) if judge else None
-        search = search_generation(
-            [m.G for m in members], splits.val, g.latent_scale, g.min_confidence,
-            SearchBudget(cfg.eval.cas_samples or 2000, cfg.eval.cas_steps), device_judge,
-            progress=lambda what: log.info("scoring %s on validation", what),
-        )
-        scale, conf = search.latent_scale, search.min_confidence
-        log.info("chosen on validation: latent_scale=%s min_confidence=%s", scale, conf)
+    settings = resolve_settings(cfg, members, store)
     fingerprints = [m.fingerprint for m in members]
     identity: dict[str, Any] = {
         "source": "generate",
@@ -158,22 +173,22 @@ def generate(cfg: Config, loaded: LoadedGenerator | list[LoadedGenerator]) -> Ou
         "num_samples": g.num_samples,
         "shard_size": g.shard_size,
         "class_counts": list(plan.counts),
-        "min_confidence": conf,
+        "min_confidence": settings.min_confidence,
         **_png(g.png_compress_level),
         # Like the PNG level: part of the identity only when set, so earlier outputs keep theirs.
-        **({"latent_scale": scale} if scale != 1.0 else {}),
+        **({"latent_scale": settings.latent_scale} if settings.latent_scale != 1.0 else {}),
         **({"soft_labels": True} if g.soft_labels else {}),
     }
     recipe = {
-        "generators": fingerprints, "latent_scale": scale, "min_confidence": conf, "soft_labels": g.soft_labels,
-        "searched_on": "val" if search else None, "search": search.table if search else [],
+        "generators": fingerprints, "latent_scale": settings.latent_scale, "min_confidence": settings.min_confidence,
+        "soft_labels": g.soft_labels, "searched_on": "val" if settings.search else None,
+        "search": settings.search.table if settings.search else [],
     }
-    models = tuple(m.info["model"] for m in members)
+    judge = settings.judge if settings.min_confidence > 0 or g.soft_labels else None
     factory = GeneratorFactory(
-        info["model"], tuple(info["image_shape"]), class_names,
-        tuple({k: v.detach().cpu() for k, v in m.G.state_dict().items()} for m in members),
-        plan, identity_hash(identity), g.batch_size, judge if (conf > 0 or g.soft_labels) else None, conf,
-        g.png_compress_level, scale, g.soft_labels, models if len(set(map(str, models))) > 1 else (),
+        tuple((m.info["model"], {k: v.detach().cpu() for k, v in m.G.state_dict().items()}) for m in members),
+        tuple(info["image_shape"]), class_names, plan, identity_hash(identity), g.batch_size, judge,
+        settings.min_confidence, g.png_compress_level, settings.latent_scale, g.soft_labels,
     )
     return write_output(cfg, store, plan, identity, list(class_names), factory, {"recipe": recipe})
 
