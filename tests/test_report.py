@@ -74,7 +74,7 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run):
     tmp, _ = small_run
     cfg = tiny_config(
         tmp, "eval.report_fractions=[0.5, 1.0]", "eval.report_seeds=[0, 1]", "eval.report_samples=200",
-        "eval.classifier_steps=30", "eval.num_samples=100", "eval.recipes=[mix-50-soft]",
+        "eval.classifier_steps=30", "eval.num_samples=100", "eval.recipes=[mix-50-soft]", "eval.report_steps=scaled",
     )
     built = build_report(cfg, tmp / "run")
     out = Path(built.uri)
