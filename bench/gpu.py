@@ -105,7 +105,7 @@ def train_rate(cfg: Config, data, device: torch.device, compile_: bool = False) 
 
 
 def bench_train(device: torch.device, quick: bool, compile_: bool) -> list[dict]:
-    steps, every = (12, 4) if quick else (400, 50)
+    steps, every = (6, 3) if quick else (400, 50)
     rows = []
     amps = ["none", "bf16"] if device.type == "cuda" else ["none"]
     for article in (True, False):
@@ -137,7 +137,7 @@ def bench_generate(device: torch.device, quick: bool, workdir: Path) -> tuple[li
 
     import ray
 
-    n = 4000 if quick else 200_000
+    n = 1000 if quick else 200_000
     loaded = untrained_generator(_cfg([]).model)
     G = loaded.G.to(device)
     rows, checks = [], []
@@ -190,7 +190,7 @@ def bench_generate(device: torch.device, quick: bool, workdir: Path) -> tuple[li
 
 
 def bench_evaluate(device: torch.device, quick: bool, workdir: Path, train_img_per_s: float | None) -> tuple[list[dict], list[Check]]:
-    n = 2000 if quick else 50_000
+    n = 1000 if quick else 50_000
     cfg = _cfg([f"eval.num_samples={n}", f"storage.cache_dir={workdir / 'cache'}", f"eval.batch_size={512 if quick else 4096}"])
     splits = load_splits(cfg.data)
     evaluator = build_evaluator(cfg, splits, device)

@@ -434,10 +434,10 @@ def test_ensemble_shards_are_byte_identical_across_actor_counts_and_split_each_c
 
 
 def test_soft_labels_are_the_judges_probabilities_and_sum_to_one(tmp_path, ray_local, generator_dir):
-    out = generate(gen_config(tmp_path, str(tmp_path / "soft"), "generate.soft_labels=true", "generate.num_actors=1"),
-                   load_generator(generator_dir))
+    out = generate(gen_config(tmp_path, str(tmp_path / "soft"), "generate.soft_labels=true", "generate.num_actors=1",
+                              "generate.num_samples=100"), load_generator(generator_dir))
     metas = _metas(tmp_path / "soft")
-    assert len(metas) == N and out.manifest["identity"]["soft_labels"] is True and out.manifest["acceptance_rate"] == 1.0
+    assert len(metas) == 100 and out.manifest["identity"]["soft_labels"] is True and out.manifest["acceptance_rate"] == 1.0
     for m in metas:
         p = np.asarray(m["soft_label"])
         assert p.shape == (10,) and (p >= 0).all() and abs(p.sum() - 1) < 1e-4
@@ -450,7 +450,7 @@ def test_auto_settings_are_searched_on_validation_and_recorded(tmp_path, ray_loc
     from ganray.generation.search import CONFIDENCES, LATENT_SCALES
 
     cfg = gen_config(tmp_path, str(tmp_path / "auto"), "generate.latent_scale=auto", "generate.min_confidence=auto",
-                     "generate.num_actors=1")
+                     "generate.num_actors=1", "generate.num_samples=100")
     out = generate(cfg, load_generator(generator_dir))
     r = out.manifest["recipe"]
     assert r["searched_on"] == "val" and r["latent_scale"] in LATENT_SCALES and r["min_confidence"] in CONFIDENCES
@@ -462,7 +462,7 @@ def test_auto_settings_are_searched_on_validation_and_recorded(tmp_path, ray_loc
     assert len({t["val_accuracy"] for t in r["search"]}) > 1  # the candidates really differ
     # The chosen values are the output's identity: the same explicit settings resume it without writing.
     explicit = gen_config(tmp_path, str(tmp_path / "auto"), f"generate.latent_scale={r['latent_scale']}",
-                          f"generate.min_confidence={r['min_confidence']}", "generate.num_actors=1")
+                          f"generate.min_confidence={r['min_confidence']}", "generate.num_actors=1", "generate.num_samples=100")
     again = generate(explicit, load_generator(generator_dir))
     assert again.written == [] and again.manifest["identity_hash"] == out.manifest["identity_hash"]
     # Other data than the generator's, or no validation split: one line each, before any shard.

@@ -24,6 +24,7 @@ from ganray.training.sampling import sample_balanced
 from ganray.tuning.sweep import check_sweep, run_sweep
 
 STEPS, EVERY = 40, 10
+PBT_STEPS = 30  # three evaluations, each a chance to exploit (each exploit restarts a trial)
 
 # Learning rates of 1e-7 leave the generator where it started: those trials are clearly worse.
 SPACE = "{train.lr_g: {choice: [0.0005, 1.0e-7]}, train.lr_d: {choice: [0.0003, 1.0e-7]}}"
@@ -149,6 +150,7 @@ def test_pbt_exploits_through_tune_checkpoints(tmp_path, ray_local):
     cfg = sweep_config(
         tmp_path, "pbt", "tune.scheduler=pbt", "tune.num_samples=4", "tune.max_concurrent=2", "tune.perturbation_interval=1",
         "tune.space={train.lr_g: {choice: [0.0005, 1.0e-7]}, train.lr_d: {loguniform: [0.0001, 0.0005]}}",
+        f"train.steps={PBT_STEPS}",
     )
     out = run_sweep(cfg)
     assert out.results is not None and len(out.results.rows) == 4
@@ -157,7 +159,7 @@ def test_pbt_exploits_through_tune_checkpoints(tmp_path, ray_local):
     assert exploits
     for row in out.results.rows:
         steps = [s for s, _ in row.curve]
-        assert steps == sorted(set(steps)) and row.steps == STEPS
+        assert steps == sorted(set(steps)) and row.steps == PBT_STEPS
 
 
 @pytest.mark.parametrize(
