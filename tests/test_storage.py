@@ -193,6 +193,27 @@ def test_local_failed_write_leaves_old_or_nothing(tmp_path, monkeypatch, how):
     assert sorted(os.listdir(tmp_path / "store")) == ["old.bin"]
 
 
+def test_a_writer_killed_mid_write_leaves_a_temporary_that_remove_orphans_clears(tmp_path, s3_store: S3Store):
+    import subprocess
+    import sys
+
+    store = open_store(str(tmp_path / "store"))
+    store.write_bytes("done.bin", b"done")
+    # A real SIGKILL between the temp file's bytes and its rename, as when Ray kills a shard actor.
+    code = (
+        "import os, signal; from pathlib import Path; from ganray.storage.local import atomic_write; "
+        f"atomic_write(Path({str(tmp_path / 'store' / 'shard.tar')!r}), lambda f: (f.write(b'half'), f.flush(), "
+        "os.kill(os.getpid(), signal.SIGKILL)))"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    left = sorted(os.listdir(tmp_path / "store"))
+    assert len(left) == 2 and left[0].startswith(".shard.tar.ganray-tmp-") and left[1] == "done.bin"
+    assert [o.key for o in store.list()] == ["done.bin"]  # readers never see it
+    assert store.remove_orphans() == 1 and sorted(os.listdir(tmp_path / "store")) == ["done.bin"]
+    assert store.remove_orphans() == 0 and store.read_bytes("done.bin") == b"done"
+    assert s3_store.remove_orphans() == 0  # a PUT is atomic: nothing partial to remove
+
+
 def test_checksum_mismatch_is_refused_and_leaves_nothing(any_store: Store, tmp_path):
     """A recorded sha256 that does not match the bytes never lands (S3: the server checks it)."""
     src = tmp_path / "src.bin"

@@ -132,6 +132,10 @@ def write_output(
                 if user is None:
                     raise
                 raise user from None
+        # Every actor is gone now; one killed mid-shard may have left a temporary file behind.
+        orphans = store.remove_orphans()
+        if orphans:
+            log.info("removed %d unfinished temporary file(s) of killed writers", orphans)
     ordered = [records[s] for s in range(plan.num_shards)]
     config = {"generate": g.model_dump(exclude={"overwrite", "num_actors", "out"}), "data": cfg.data.model_dump()}
     manifest = build_manifest(identity, ordered, class_names, config) | (extra or {})

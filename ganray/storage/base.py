@@ -71,6 +71,11 @@ class Store(Protocol):
         """Raise a one-line GanrayError now if writing under the root would fail later."""
         ...
 
+    def remove_orphans(self) -> int:
+        """Remove what writers killed mid-write left under the root; the number removed. Call it only
+        when no writer is running: a live writer's temporary looks the same."""
+        ...
+
 
 def check_key(key: str) -> str:
     """Normalize a relative object key; absolute keys and `..` are programming errors."""

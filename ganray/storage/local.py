@@ -169,6 +169,16 @@ class LocalStore:
     def sha256(self, key: str) -> str:
         return sha256_file(self._path(key))
 
+    def remove_orphans(self) -> int:
+        """Temp siblings (`.name.ganray-tmp-*`) of writes whose process was killed before the rename."""
+        removed = 0
+        for dirpath, _, files in os.walk(Path(self.root)):
+            for name in files:
+                if TMP_MARK in name:
+                    Path(dirpath, name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def check_writable(self) -> None:
         root = Path(self.root)
         try:

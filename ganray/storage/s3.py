@@ -371,6 +371,11 @@ class S3Store:
         with self._errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=self._obj(key))
 
+    def remove_orphans(self) -> int:
+        """Nothing to do: a PUT is atomic, so a killed writer leaves no partial object. (An
+        interrupted multipart upload leaves invisible parts; a bucket lifecycle rule aborts them.)"""
+        return 0
+
     def check_writable(self) -> None:
         """HEAD the bucket, then PUT and DELETE a tiny probe object under the prefix."""
         from botocore.exceptions import ClientError
