@@ -61,7 +61,7 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--run", metavar="DIR|S3_URI", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
+    src.add_argument("--run", metavar="DIR|S3_URI", help="a run directory: the EMA generator of its checkpoint chosen by export.select (default: storage.runs_dir/run_name)")
     src.add_argument(
         "--generator", metavar="DIR|S3_URI", action="append",
         help="an exported generator directory (<run>/generator or a sweep's generator/); repeat it for an ensemble, "
@@ -120,7 +120,7 @@ def _run_dir(cfg: Config, args: argparse.Namespace) -> "RunDir":
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--run", metavar="DIR|S3_URI", help="a run directory: its latest checkpoint's EMA generator (default: storage.runs_dir/run_name)")
+    src.add_argument("--run", metavar="DIR|S3_URI", help="a run directory: the EMA generator of its checkpoint chosen by export.select (default: storage.runs_dir/run_name)")
     src.add_argument("--generator", metavar="DIR|S3_URI", help="an exported generator directory (<run>/generator)")
     src.add_argument("--shards", metavar="DIR|S3_URI", help="WebDataset shards (ganray generate's output)")
     p.add_argument("--out", metavar="FILE.json|S3_URI", help="also write the results here (a run's go to <run>/evaluation.json)")
