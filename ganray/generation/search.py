@@ -70,17 +70,15 @@ def search_generation(
     budget: SearchBudget, judge: Judge | None = None, progress: Callable[[str], None] = lambda _: None,
 ) -> Searched:
     """Resolve each "auto" setting on validation; fixed settings stay as given."""
-    if min_confidence == "auto" and judge is None:
+    if is_auto(min_confidence) and judge is None:
         raise GanrayError("generate.min_confidence=auto needs the domain classifier; this is a bug, please report it")
     margin = 1.0 / len(val)
-    table: list[dict] = []
-    scored: dict[tuple[float, float], float | None] = {}
+    scored: dict[tuple[float, float], float | None] = {}  # in the order tried
 
     def score(scale: float, conf: float) -> float | None:
         if (scale, conf) not in scored:
             progress(f"latent_scale={scale} min_confidence={conf}")
             scored[scale, conf] = score_setting(members, val, scale, conf, budget, judge)
-            table.append({"latent_scale": scale, "min_confidence": conf, "val_accuracy": scored[scale, conf]})
         return scored[scale, conf]
 
     def best(candidates: list[tuple[float, float]]) -> tuple[float, float]:
@@ -91,12 +89,13 @@ def search_generation(
                 choice, top = c, value
         return choice
 
-    scale = latent_scale if latent_scale != "auto" else LATENT_SCALES[0]
-    conf = min_confidence if min_confidence != "auto" else CONFIDENCES[0]
-    if latent_scale == "auto":
+    scale = LATENT_SCALES[0] if is_auto(latent_scale) else latent_scale
+    conf = CONFIDENCES[0] if is_auto(min_confidence) else min_confidence
+    if is_auto(latent_scale):
         scale, _ = best([(s, conf) for s in LATENT_SCALES])
-    if min_confidence == "auto":
+    if is_auto(min_confidence):
         _, conf = best([(scale, c) for c in CONFIDENCES])
+    table = [{"latent_scale": s, "min_confidence": c, "val_accuracy": v} for (s, c), v in scored.items()]
     return Searched(float(scale), float(conf), table)
 
 
