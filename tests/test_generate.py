@@ -72,7 +72,7 @@ def test_shards_are_byte_identical_whatever_the_actor_count_and_the_manifest_is_
         assert entry["filesize"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert m["class_counts"] == {str(c): 25 for c in range(10)}  # balanced by default
     assert m["generator"] == loaded.fingerprint and m["seed"] == 0 and one.manifest["identity_hash"] == m["identity_hash"]
-    # The tar follows DESIGN.md: sorted members, fixed metadata, keys without dots.
+    # The tar follows docs/contracts.md: sorted members, fixed metadata, keys without dots.
     with tarfile.open(fileobj=io.BytesIO(a["shard-000000.tar"])) as tar:
         members = tar.getmembers()
     names = [t.name for t in members]

@@ -114,7 +114,7 @@ def test_train_with_ray_then_resume_at_the_same_step(ray_local, tmp_path):
 
 
 def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, aws_env, tmp_path, capsys, caplog):
-    """storage.runs_dir=s3://...: the DESIGN.md layout on S3, nothing on local disk, every command reads it."""
+    """storage.runs_dir=s3://...: the docs/contracts.md layout on S3, nothing on local disk, every command reads it."""
     import json
 
     from ganray.cli import main

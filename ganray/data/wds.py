@@ -1,4 +1,4 @@
-"""Reading WebDataset shards (DESIGN.md format): `<dir or s3 prefix>/shard-*.tar` with `<key>.png/.cls/.json`.
+"""Reading WebDataset shards (docs/contracts.md format): `<dir or s3 prefix>/shard-*.tar` with `<key>.png/.cls/.json`.
 
 ganray's own `generate`/`augment` output is read back through here, for evaluation and as a
 training source. Class names come from `manifest.json` when present, else from the samples'

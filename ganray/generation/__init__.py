@@ -1,1 +1,1 @@
-"""Synthetic and augmented datasets: deterministic shards written by a Ray actor pool (DESIGN.md)."""
+"""Synthetic and augmented datasets: deterministic shards written by a Ray actor pool (docs/contracts.md)."""

@@ -1,4 +1,4 @@
-"""manifest.json (DESIGN.md) and the per-shard records it is assembled from.
+"""manifest.json (docs/contracts.md) and the per-shard records it is assembled from.
 
 Each finished shard gets a small record under `_parts/` (written after the shard itself) with
 its size, checksum, class counts and acceptance, tagged with the output's identity. A rerun

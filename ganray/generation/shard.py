@@ -1,4 +1,4 @@
-"""One WebDataset shard as bytes (DESIGN.md): an uncompressed tar, members sorted by key, fixed metadata.
+"""One WebDataset shard as bytes (docs/contracts.md): an uncompressed tar, members sorted by key, fixed metadata.
 
 Nothing in a shard depends on when or where it was written (fixed mtime/uid/gid/mode, no user
 names, PNGs without timestamps, JSON with sorted keys), so the same samples always give the

@@ -1,6 +1,6 @@
 """Exported generators: the EMA weights plus everything needed to sample without the dataset.
 
-`<run>/generator/` (DESIGN.md, on local disk or S3) holds `generator.safetensors` and `generator.json`. BatchNorm
+`<run>/generator/` (docs/contracts.md, on local disk or S3) holds `generator.safetensors` and `generator.json`. BatchNorm
 statistics are recalibrated before export, so the exported weights sample correctly as-is.
 """
 

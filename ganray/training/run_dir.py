@@ -1,4 +1,4 @@
-"""The run directory of DESIGN.md, on local disk or under an s3:// prefix, with the same layout.
+"""The run directory of docs/contracts.md, on local disk or under an s3:// prefix, with the same layout.
 
     <run>/config.yaml  metrics.jsonl  samples/step_XXXXXXX.png  checkpoints/step_XXXXXXX/  generator/
 
