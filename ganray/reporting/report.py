@@ -56,7 +56,7 @@ def fraction_steps(steps: int, fraction: float, own_fraction: float, mode: str) 
 
     `scaled`: a smaller dataset gets fewer steps, by the square root of the ratio, and never more
     than the run's own; the study costs less. Not the default: at 10% of digits, 800 steps instead
-    of 2,400 cut train-on-synthetic from 0.976x to 0.95x of real (README, Low-data measurements).
+    of 2,400 cut train-on-synthetic from 0.976x to 0.945x of real (README, Low-data measurements).
     """
     if mode == "same" or fraction >= own_fraction:
         return steps
