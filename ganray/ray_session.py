@@ -4,33 +4,76 @@ Ray 2.60 turns a requested node IP of 127.0.0.1 into the machine's external addr
 GCS, raylet and worker gRPC servers would listen on every interface. Its own switch for
 single-machine clusters (what it does on macOS and Windows) keeps every service on loopback;
 `start_local_ray` sets it for this process and the processes Ray starts.
+
+Joining a loopback cluster needs the same switch: without it, `ray.init(address="auto")`
+rewrites 127.0.0.1 to the external address, where nothing listens, and retries forever. And
+`ray.init` retries an unreachable address forever too, so a join first checks that the GCS
+port answers (`JOIN_TIMEOUT_S`) and fails with one line if it does not.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from typing import Any
 
 from ganray.config import RayConfig
+from ganray.errors import GanrayError
 
 # Read by ray._private.ray_constants at import time, in every Ray process.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+JOIN_TIMEOUT_S = 10.0
 
 
 def ensure_ray(rc: RayConfig) -> None:
     """Join `ray.address` / $RAY_ADDRESS / a running cluster; otherwise start a local one."""
     import ray
+    from ray._private.services import get_ray_address_from_environment
 
     if ray.is_initialized():
         return
     address = rc.address or os.environ.get("RAY_ADDRESS")
-    if address:
+    if not address:
+        try:  # the newest cluster started on this machine, from Ray's temp dir
+            address = get_ray_address_from_environment("auto", None)
+        except ConnectionError:
+            address = None
+    if address and address != "local":
+        join_ray(address)
+    else:
+        start_local_ray()
+
+
+def join_ray(address: str) -> None:
+    """Connect to the cluster at `address` (host:port or ray://...), in bounded time."""
+    import ray
+
+    if address.startswith("ray://"):
         ray.init(address=address, log_to_driver=True)
         return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not host:
+        raise GanrayError(f"Ray address {address!r} is not host:port; fix ray.address or $RAY_ADDRESS")
     try:
-        ray.init(address="auto", log_to_driver=True)
-    except ConnectionError:
-        start_local_ray()
+        socket.create_connection((host, int(port)), timeout=JOIN_TIMEOUT_S).close()
+    except OSError as e:
+        raise GanrayError(
+            f"no Ray cluster answers at {address} ({e.strerror or e}); start it (ray start --head) "
+            "or unset ray.address / $RAY_ADDRESS to let ganray start its own"
+        ) from None
+    if is_loopback(host):
+        loopback_only()
+    ray.init(address=f"{host}:{port}", log_to_driver=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def loopback_only() -> None:
