@@ -367,6 +367,33 @@ class S3Store:
                 return self._put(key, f, size, digest)
             return self._multipart(key, f, size, digest)
 
+    # -- conditional writes (leases) -----------------------------------------------------
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object and its ETag, or None when absent: the version a conditional write names."""
+        try:
+            with self._errors(key):
+                resp = self.client.get_object(Bucket=self.bucket, Key=self._obj(key))
+                return resp["Body"].read(), str(resp["ETag"])
+        except FileNotFoundError:
+            return None
+
+    def put_if(self, key: str, data: bytes, etag: str | None = None) -> str | None:
+        """PUT only if `key` is absent (`etag` None) or still at version `etag`; the new ETag, or
+        None when another writer got there first (S3's conditional writes: If-None-Match / If-Match)."""
+        from botocore.exceptions import ClientError
+
+        cond = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            with self._errors(key):
+                return str(self.client.put_object(Bucket=self.bucket, Key=self._obj(key), Body=data, **cond)["ETag"])
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return None
+            raise
+        except FileNotFoundError:  # If-Match on an object deleted meanwhile
+            return None
+
     def delete(self, key: str) -> None:
         with self._errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=self._obj(key))

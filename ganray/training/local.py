@@ -10,12 +10,18 @@ from ganray.metrics.evaluator import loop_evaluate
 from ganray.training.export import export_generator
 from ganray.training.hooks import LocalHooks
 from ganray.training.loop import Worker, train_gan
+from ganray.training.run_lock import run_lock
 from ganray.training.run_dir import RunDir, load_latest, prepare_run_dir, truncate_metrics
 from ganray.training.state import GANState
 
 
 def train_local(cfg: Config, run_dir: Path, worker: Worker = Worker()) -> GANState:
     run = RunDir.at(run_dir, cfg.storage)
+    with run_lock(run):
+        return _train(cfg, run, worker)
+
+
+def _train(cfg: Config, run: RunDir, worker: Worker) -> GANState:
     prepare_run_dir(run, cfg)
     splits = load_splits(cfg.data, cfg.storage)
     data = splits.train

@@ -26,6 +26,7 @@ from ganray.data import load_splits
 from ganray.errors import user_error
 from ganray.log import setup_logging
 from ganray.ray_session import ensure_ray
+from ganray.training.run_lock import run_lock
 from ganray.metrics.evaluator import domain_payload, loop_evaluate, prepare_domain
 from ganray.metrics.extractors import inception
 from ganray.models import build_models
@@ -135,6 +136,11 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
         else:
             inception(cfg.eval.inception_weights or "")
     run = resolve_run_dir(cfg)
+    with run_lock(run):  # one writer per run dir; refused before Ray starts
+        return _fit(cfg, run, loop_config)
+
+
+def _fit(cfg: Config, run: RunDir, loop_config: dict) -> TrainOutcome:
     resumed = prepare_run_dir(run, cfg)
     loop_config["run"] = run
     storage_path, filesystem = run.ray_storage()
