@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from ganray.config import Config, load_config
@@ -13,6 +14,7 @@ from ganray.errors import GanrayError
 from ganray.log import setup_logging
 
 if TYPE_CHECKING:
+    from ganray.storage import Store
     from ganray.training.run_dir import RunDir
 
 log = logging.getLogger("ganray")
@@ -128,14 +130,16 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.data import load_splits
+    from ganray.fileio import check_cache_dir
     from ganray.metrics.evaluator import evaluate_source
     from ganray.metrics.extractors import inception
-    from ganray.storage import open_store
     from ganray.training.export import load_generator, load_run_generator
 
     if cfg.eval.extractor == "inception":
         inception(cfg.eval.inception_weights or "")  # a bad weights file fails before any work
+    check_cache_dir(cfg.storage.cache_dir)
     out: str | None = args.out
+    target = _output_file(out, cfg) if out is not None else None
     if args.shards:
         from ganray.data.wds import load_shards
 
@@ -148,7 +152,9 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
         else:
             run = _run_dir(cfg, args)
             loaded, source = load_run_generator(run), f"run:{run.uri}"
-            out = out or run.join("evaluation.json")
+            if out is None:
+                out = run.join("evaluation.json")
+                target = _output_file(out, cfg)
         shape = tuple(loaded.info["image_shape"])
         if (cfg.data.channels, cfg.data.image_size, cfg.data.image_size) != shape:
             raise GanrayError(
@@ -157,17 +163,31 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
             )
         result = evaluate_source(cfg, load_splits(cfg.data, cfg.storage), source, G=loaded.G)
         result["generator_step"] = loaded.info.get("step")
-    if out is not None:
-        parent, _, name = out.rstrip("/").rpartition("/")
-        open_store(parent or ".", cfg.storage).write_bytes(name, json.dumps(result, indent=2, sort_keys=True).encode())
     width = max(len(k) for k in result["metrics"])
     step = f" (step {result['generator_step']})" if result["generator_step"] is not None else ""
     print(f"{result['source']}{step}, {result['num_samples']} samples vs real {result['real_split']}:")
     for k, v in sorted(result["metrics"].items()):
         print(f"  {k:<{width}}  {v:.6g}")
-    if out is not None:
+    if target is not None:  # after printing: the metrics are on screen even if the write fails
+        store, name = target
+        try:
+            store.write_bytes(name, json.dumps(result, indent=2, sort_keys=True).encode())
+        except OSError as e:
+            raise GanrayError(f"cannot write {out} ({e.strerror or type(e).__name__}); the metrics are printed above") from None
         print(f"written to {out}")
     return 0
+
+
+def _output_file(out: str, cfg: Config) -> "tuple[Store, str]":
+    """The store and key of an output file, checked writable before any work."""
+    from ganray.storage import is_s3, open_store
+
+    parent, _, name = out.rstrip("/").rpartition("/")
+    if not is_s3(out) and Path(out).expanduser().is_dir() or not name:
+        raise GanrayError(f"--out {out!r} is a directory; give a file path such as {out.rstrip('/')}/evaluation.json")
+    store = open_store(parent or ".", cfg.storage)
+    store.check_writable()
+    return store, name
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:

@@ -76,6 +76,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def keep_credentials_out_of_tune() -> None:
+    """Stop Ray Tune from copying AWS_* credentials into each trial's runtime env.
+
+    Ray's runtime-env agent writes every runtime env it creates to its log in plain text (mode
+    644 under Ray's temp dir). Trials then get credentials the way train workers and shard
+    writers do: from their node's environment, profile or instance role (a local cluster's
+    nodes inherit the environment of the process that started them).
+    """
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = {v for v in class_cache.ENV_VARS_TO_PROPAGATE if not v.startswith("AWS_")}
+
+
 def loopback_only() -> None:
     """Make Ray started from this process bind 127.0.0.1 (call before `ray.init` starts a cluster)."""
     import ray._private.ray_constants as ray_constants

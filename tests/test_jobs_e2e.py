@@ -74,7 +74,7 @@ def head(tmp_path_factory, s3):
             time.sleep(1)
         sockets = listening(psutil.Process(proc.pid).children(recursive=True))
         assert len(sockets) >= 5 and [s for s in sockets if not is_loopback(s[1])] == [], sockets
-        yield env, root
+        yield env, root, temp
     finally:
         # `ray start --block` rarely exits on SIGTERM within 30 s; the whole group is killed after 5.
         for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
@@ -115,7 +115,7 @@ def test_train_evaluate_generate_and_tune_jobs_succeed_on_a_real_head(head, aws_
     """Train, evaluate and generate with everything on S3; the sweep on local disk."""
     from ganray.storage import open_store
 
-    env, root = head
+    env, root, ray_temp = head
     s3root = f"s3://{aws_env.create_bucket('ganray-jobs')}/{root.name}"
     # Security stays on: without the token the job API refuses the submission.
     no_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN_PATH",)}
@@ -152,7 +152,9 @@ def test_train_evaluate_generate_and_tune_jobs_succeed_on_a_real_head(head, aws_
     bad = submit(env, "train", *sets(runs, "train.steps=ten"), timeout=120)
     assert "failed" in bad["status"] and "train.steps" in bad["logs"]
 
-    # The jobs ran with S3 credentials in their environment; none is in their logs or outputs.
-    leaks = find_leaks([aws_env.access_key, aws_env.secret_key], stores=[open_store(s3root)], dirs=[root / "runs"],
+    # The jobs ran with S3 credentials in their environment; none is in their logs or outputs,
+    # nor in Ray's own session logs (Ray Tune used to copy them into a logged runtime env).
+    assert list(ray_temp.rglob("runtime_env_agent*.log")), "Ray's logs moved; point this scan at them"
+    leaks = find_leaks([aws_env.access_key, aws_env.secret_key], stores=[open_store(s3root)], dirs=[root / "runs", ray_temp],
                        texts=[j["logs"] for j in (train, evaluate, gen, tune, bad)])
     assert leaks == []

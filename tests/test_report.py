@@ -147,6 +147,35 @@ def test_evaluate_and_report_bad_input(capsys, args, message):
     assert message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "command, out, message",
+    [
+        ("evaluate", "{tmp}", "is a directory; give a file path"),
+        ("evaluate", "{tmp}/afile/e.json", "cannot write to local directory"),
+        ("evaluate", "/proc/x/e.json", "cannot write to local directory '/proc/x'"),
+        ("report", "{tmp}/afile/report", "cannot write to local directory"),
+        ("evaluate", "cache:{tmp}/afile/cache", "cannot write to storage.cache_dir"),
+        ("report", "cache:{tmp}/afile/cache", "cannot write to storage.cache_dir"),
+    ],
+)
+def test_an_unwritable_output_fails_before_the_work(capsys, caplog, small_run, tmp_path, command, out, message):
+    """One line, before any classifier trains or metric runs, and nothing written."""
+    tmp, _ = small_run
+    (tmp_path / "afile").write_text("a file, not a directory")
+    out = out.format(tmp=tmp_path)
+    cache = out.removeprefix("cache:") if out.startswith("cache:") else str(tmp_path / "cache")
+    target = [] if out.startswith("cache:") else ["--out", out]
+    before = sorted(p.name for p in (tmp / "run").iterdir())
+    with caplog.at_level("INFO"):
+        code = main([command, "--run", str(tmp / "run"), *target, "--set", f"storage.cache_dir={cache}",
+                     "--set", "eval.num_samples=100", "--set", "eval.report_fractions=[1.0]", "--set", "eval.report_seeds=[0]"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert "training the domain classifier" not in caplog.text and "fid" not in caplog.text.lower()
+    assert sorted(p.name for p in (tmp / "run").iterdir()) == before
+    assert {p.name for p in tmp_path.iterdir()} - {"cache"} == {"afile"}  # the (empty) cache dir may exist
+
+
 def _write_shards(root, data, per_shard: int = 150) -> None:
     import io
     import tarfile

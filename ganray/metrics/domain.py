@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
+from ganray.fileio import check_cache_dir
 from ganray.metrics.classifier import ClassifierConfig, SmallCNN, accuracy, train_classifier
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def domain_classifier(
     """Load the cached classifier for this training data, or train and cache it."""
     cfg = ClassifierConfig(steps=steps, seed=seed)
     key = _key(train, cfg)
-    path = Path(cache_dir).expanduser() / "classifiers" / f"{key}.safetensors"
+    path = check_cache_dir(cache_dir) / "classifiers" / f"{key}.safetensors"
     model = _build(train)
     if path.is_file():
         try:

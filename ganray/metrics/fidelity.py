@@ -17,6 +17,7 @@ import torch_fidelity
 from torch.utils.data import Dataset
 
 from ganray.errors import GanrayError
+from ganray.fileio import check_cache_dir
 from ganray.metrics.extractors import Extractor
 from ganray.metrics.names import metric_name
 
@@ -116,7 +117,7 @@ def compute_metrics(
     costliest part of a periodic evaluation at 10,000 samples.
     """
     check_compatible(fake, real)
-    cache_root = Path(cache_dir).expanduser() / "fidelity"
+    cache_root = check_cache_dir(cache_dir) / "fidelity"
     real_name = f"real-{real_id}-{extractor.cache_id}"
     _check_cache(cache_root, real_name)
     n = min(len(fake), len(real))

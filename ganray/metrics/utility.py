@@ -11,7 +11,6 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-import torch
 import torch.nn as nn
 
 from ganray.data.base import ImageDataset

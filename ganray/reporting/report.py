@@ -24,6 +24,7 @@ from ganray.data import load_splits
 from ganray.data.base import ImageDataset, Splits
 from ganray.data.registry import carve_train
 from ganray.errors import GanrayError
+from ganray.fileio import check_cache_dir
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
 from ganray.metrics.recipes import Budget, check_recipes, score_choice, select_recipe, verdict
@@ -94,6 +95,7 @@ class ReportOutput:
 def build_report(cfg: Config, run: "RunDir | str | Path", out_dir: str | None = None) -> ReportOutput:
     """Write the report into `out_dir` (default <run>/report), local or S3; staged locally for S3."""
     check_recipes(cfg.eval.recipes)  # before any work: a typo fails in one line, not after the first GAN
+    check_cache_dir(cfg.storage.cache_dir)
     run = RunDir.at(run, cfg.storage)
     rcfg = run_config(run, cfg)
     uri = str(out_dir) if out_dir is not None else run.join("report")
@@ -108,13 +110,11 @@ def build_report(cfg: Config, run: "RunDir | str | Path", out_dir: str | None = 
 @contextlib.contextmanager
 def _staged(uri: str, cfg: Config) -> Iterator[Path]:
     """A local directory to write the report into; on S3 uploaded afterwards, report.json last."""
-    if not is_s3(uri):
-        out = Path(uri).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
-        yield out
-        return
     store = open_store(uri, cfg.storage)
-    store.check_writable()
+    store.check_writable()  # before any work: an unwritable --out is one line, not a traceback at the end
+    if not is_s3(uri):
+        yield Path(uri).expanduser()
+        return
     with tempfile.TemporaryDirectory(prefix="ganray-report-") as tmp:
         yield Path(tmp)
         upload_dir(store, Path(tmp), last="report.json")

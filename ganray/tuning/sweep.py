@@ -185,7 +185,7 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     """Run (or resume) the sweep the config describes, then write its results."""
     from ray import tune
 
-    from ganray.ray_session import ensure_ray
+    from ganray.ray_session import ensure_ray, keep_credentials_out_of_tune
 
     dists = check_sweep(cfg)
     splits = load_splits(cfg.data, cfg.storage)
@@ -197,6 +197,7 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     domain, reference = _prepare_evaluation(cfg, splits)
     goal = objective(cfg)
     ensure_ray(cfg.ray)
+    keep_credentials_out_of_tune()
     resources = {"cpu": cfg.ray.cpus_per_worker, "gpu": cfg.tune.gpus_per_trial if cfg.ray.use_gpu else 0}
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=cfg.model_dump(), domain=domain), resources)
     fs = loc.filesystem
