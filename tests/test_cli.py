@@ -75,12 +75,29 @@ def test_unreadable_checkpoint_is_a_clear_error(capsys, tmp_path, ray_local):
     code, err = run_cli(
         capsys, "train", "--set", f"storage.runs_dir={tmp_path}", "--set", "storage.run_name=run",
         "--set", "model.width=0.25", "--set", "train.batch_size=32", "--set", "ray.num_workers=1",
-        "--set", "train.steps=10", "--set", "ray.max_failures=0",
+        "--set", "train.steps=10",
     )
     assert code == 2
     last = err.splitlines()[-1]  # Ray's own log lines stream to stderr before it
     assert last.startswith("ganray train: error: no loadable checkpoint")
     assert "fails its checksum" in last and "step_0000005" in last and "storage.run_name" in last
+    # With the default ray.max_failures=2, a user error still fails on the first attempt.
+    assert "RETRY" not in err and err.count("Error in training function") == 1
+
+
+def test_only_errors_a_retry_cannot_fix_skip_rays_retries():
+    from ray.train import FailureConfig
+    from ray.train.v2._internal.execution.failure_handling.failure_policy import FailureDecision
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    from ganray.errors import GanrayError
+    from ganray.training.failure_policy import UserErrorsFailFast
+
+    policy = UserErrorsFailFast(FailureConfig(max_failures=2))
+    user = WorkerGroupError("worker failed", {0: GanrayError("checkpoint step_5 is not safe to load; ...")})
+    infra = WorkerGroupError("worker failed", {1: RuntimeError("Connection reset by peer")})
+    assert policy.make_decision(user) == FailureDecision.RAISE
+    assert [policy.make_decision(infra) for _ in range(3)] == [FailureDecision.RETRY] * 2 + [FailureDecision.RAISE]
 
 
 def test_console_script_help_and_exit_code(tmp_path):

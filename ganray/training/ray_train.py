@@ -26,12 +26,12 @@ from ganray.data import load_splits
 from ganray.errors import user_error
 from ganray.log import setup_logging
 from ganray.ray_session import ensure_ray
-from ganray.training.run_lock import run_lock
 from ganray.metrics.evaluator import domain_payload, loop_evaluate, prepare_domain
 from ganray.metrics.extractors import inception
 from ganray.models import build_models
 from ganray.training.checkpoint import checkpoint_name, save_checkpoint
 from ganray.training.export import export_generator
+from ganray.training.failure_policy import fail_fast_on_user_errors
 from ganray.training.hooks import BaseHooks
 from ganray.training.loop import Worker, train_gan
 from ganray.training.run_dir import (
@@ -45,6 +45,7 @@ from ganray.training.run_dir import (
     resolve_run_dir,
     truncate_metrics,
 )
+from ganray.training.run_lock import run_lock
 from ganray.training.selection import protected
 from ganray.training.state import GANState
 
@@ -164,7 +165,8 @@ def _fit(cfg: Config, run: RunDir, loop_config: dict) -> TrainOutcome:
     )
     log.info("training %s on %s with %d Ray Train workers into %s", cfg.model.arch, cfg.data.source, cfg.ray.num_workers, run.uri)
     try:
-        result = trainer.fit()
+        with fail_fast_on_user_errors():
+            result = trainer.fit()
     except SystemExit:
         # Ray Train's own Ctrl-C handler aborts the workers, then calls sys.exit(0) from inside
         # fit(); report it as the interruption it is, so the CLI exits 130 with the resume hint.
