@@ -29,7 +29,7 @@ from ganray.log import setup_logging  # noqa: E402
 from results import Check, record  # noqa: E402
 from ganray.metrics.evaluator import build_evaluator  # noqa: E402
 from ganray.training.loop import NullHooks, train_gan  # noqa: E402
-from ganray.training.sampling import recalibrate_batchnorm  # noqa: E402
+from ganray.models.sampling import recalibrate_batchnorm  # noqa: E402
 
 TARGET = 0.10
 

@@ -35,7 +35,7 @@ from ganray.generation.shard import encode_png  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
 from ganray.models import build_generator  # noqa: E402
 from ganray.storage import open_store  # noqa: E402
-from ganray.training.export import LoadedGenerator, generator_from, load_generator  # noqa: E402
+from ganray.runs.export import LoadedGenerator, generator_from, load_generator  # noqa: E402
 from ganray.ray_session import start_local_ray  # noqa: E402
 from results import Check, record  # noqa: E402
 from s3server import start_s3_server  # noqa: E402

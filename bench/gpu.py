@@ -43,7 +43,7 @@ from ganray.data import load_splits  # noqa: E402
 from ganray.generation.shard import encode_png  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
 from ganray.metrics.evaluator import build_evaluator  # noqa: E402
-from ganray.training.sampling import balanced_labels, recalibrate_batchnorm, sample_balanced  # noqa: E402
+from ganray.models.sampling import balanced_labels, recalibrate_batchnorm, sample_balanced  # noqa: E402
 from results import Check, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,7 +221,7 @@ def bench_evaluate(device: torch.device, quick: bool, workdir: Path, train_img_p
 def bench_ddp(quick: bool, workdir: Path) -> tuple[list[dict], list[Check]]:
     from ganray.ray_session import start_local_ray
     from ganray.training.ray_train import train_with_ray
-    from ganray.training.run_dir import read_metrics
+    from ganray.runs.run_dir import read_metrics
 
     import ray
 

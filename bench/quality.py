@@ -34,7 +34,7 @@ from ganray.config import load_config  # noqa: E402
 from ganray.data import load_splits  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
 from ganray.metrics.utility import tstr  # noqa: E402
-from ganray.training.sampling import recalibrate_batchnorm  # noqa: E402
+from ganray.models.sampling import recalibrate_batchnorm  # noqa: E402
 from results import Check, record  # noqa: E402
 
 TARGET = 0.97  # issue 16 (was 0.95)
@@ -53,7 +53,7 @@ def trained_generator(overrides: list[str], workers: int, root: Path, name: str)
         G = state.sampler()
         recalibrate_batchnorm(G, seed=cfg.train.seed)
         return G
-    from ganray.training.export import load_run_generator
+    from ganray.runs.export import load_run_generator
     from ganray.training.ray_train import train_with_ray
 
     train_with_ray(cfg)

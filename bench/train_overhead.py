@@ -30,7 +30,7 @@ from ganray.log import setup_logging  # noqa: E402
 from results import Check, record  # noqa: E402
 from ganray.training.local import train_local  # noqa: E402
 from ganray.training.ray_train import train_with_ray  # noqa: E402
-from ganray.training.run_dir import read_metrics  # noqa: E402
+from ganray.runs.run_dir import read_metrics  # noqa: E402
 
 TARGET = 0.95
 

@@ -15,7 +15,7 @@ from ganray.log import setup_logging
 
 if TYPE_CHECKING:
     from ganray.storage import Store
-    from ganray.training.run_dir import RunDir
+    from ganray.runs.run_dir import RunDir
 
 log = logging.getLogger("ganray")
 
@@ -92,7 +92,7 @@ def _print_output(out) -> None:
 
 def cmd_generate(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.generation.jobs import generate, with_out
-    from ganray.training.export import load_generator, load_run_generator
+    from ganray.runs.export import load_generator, load_run_generator
 
     cfg = with_out(cfg, args.out)
     if args.generator:
@@ -111,7 +111,7 @@ def cmd_augment(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _run_dir(cfg: Config, args: argparse.Namespace) -> "RunDir":
-    from ganray.training.run_dir import RunDir, resolve_run_dir
+    from ganray.runs.run_dir import RunDir, resolve_run_dir
 
     if args.run:
         return RunDir.at(args.run, cfg.storage)
@@ -133,7 +133,7 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
     from ganray.fileio import check_cache_dir
     from ganray.metrics.evaluator import evaluate_source
     from ganray.metrics.extractors import inception
-    from ganray.training.export import load_generator, load_run_generator
+    from ganray.runs.export import load_generator, load_run_generator
 
     if cfg.eval.extractor == "inception":
         inception(cfg.eval.inception_weights or "")  # a bad weights file fails before any work

@@ -13,9 +13,9 @@ from ganray.config import Config
 from ganray.errors import GanrayError
 from ganray.generation.jobs import generate, with_out
 from ganray.reporting.report import build_report
-from ganray.training.export import load_generator
+from ganray.runs.export import load_generator
 from ganray.training.ray_train import train_with_ray
-from ganray.training.run_dir import read_metrics
+from ganray.runs.run_dir import read_metrics
 
 
 def run_demo(cfg: Config) -> str:

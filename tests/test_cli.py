@@ -100,11 +100,11 @@ def test_only_errors_a_retry_cannot_fix_skip_rays_retries():
     assert [policy.make_decision(infra) for _ in range(3)] == [FailureDecision.RETRY] * 2 + [FailureDecision.RAISE]
 
 
-def test_console_script_help_and_exit_code(tmp_path):
-    exe = Path(sys.executable).parent / "ganray"
-    help_out = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, check=True).stdout
+@pytest.mark.parametrize("launcher", [[str(Path(sys.executable).parent / "ganray")], [sys.executable, "-m", "ganray"]])
+def test_console_script_and_python_m_help_and_exit_code(tmp_path, launcher):
+    help_out = subprocess.run([*launcher, "train", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--set SECTION.KEY=VALUE" in help_out and "--config" in help_out
-    bad = subprocess.run([exe, "train", "--set", "ray.bogus=1"], capture_output=True, text=True, cwd=tmp_path)
+    bad = subprocess.run([*launcher, "train", "--set", "ray.bogus=1"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "ganray train: error: --set ray.bogus: unknown config key 'ray.bogus'; see README, Configuration"
 
@@ -143,7 +143,7 @@ def test_ctrl_c_stops_training_cleanly_and_the_same_command_resumes(tmp_path, ra
     import time
 
     from conftest import CACHE_DIR
-    from ganray.training.run_dir import read_metrics
+    from ganray.runs.run_dir import read_metrics
 
     sets = [
         "model.width=0.25", "train.batch_size=32", "train.steps=300", "train.log_every=10", "train.sample_every=100",

@@ -25,7 +25,7 @@ from ganray.generation.manifest import KIND
 from ganray.generation.plan import ShardPlan, class_counts
 from ganray.generation.pool import actor_name
 from ganray.storage import count_requests, open_store
-from ganray.training.export import load_generator
+from ganray.runs.export import load_generator
 from ganray.training.local import train_local
 
 N, SHARD = 250, 100  # three shards, the last one short
@@ -275,7 +275,7 @@ def test_our_tar_writer_matches_tarfile_byte_for_byte():
 
 
 def test_a_run_and_its_exported_generator_have_one_fingerprint(generator_dir):
-    from ganray.training.export import load_run_generator
+    from ganray.runs.export import load_run_generator
 
     exported, run = load_generator(generator_dir), load_run_generator(generator_dir.parent)
     assert exported.fingerprint == run.fingerprint and len(run.fingerprint) == 16
@@ -386,7 +386,7 @@ def _perturbed(loaded, scale: float = 0.9):
     """A second, different generator of the same data: the first's weights with the output layer scaled."""
     import copy
 
-    from ganray.training.export import LoadedGenerator
+    from ganray.runs.export import LoadedGenerator
 
     G = copy.deepcopy(loaded.G)
     last = [p for p in G.parameters() if p.dim() == 4][-1]

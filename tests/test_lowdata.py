@@ -161,8 +161,8 @@ def test_the_exported_generator_is_the_best_checkpoint_by_cas_val_and_pruning_ke
     import json
 
     from ganray.training.local import train_local
-    from ganray.training.run_dir import checkpoint_names, read_metrics
-    from ganray.training.selection import best_step
+    from ganray.runs.run_dir import checkpoint_names, read_metrics
+    from ganray.runs.selection import best_step
 
     cfg = tiny_config(tmp_path, "train.steps=30", "train.checkpoint_every=10", "train.log_every=10", "eval.every=10",
                       "train.keep_checkpoints=1", "eval.metrics=[fid]", "eval.num_samples=50")

@@ -20,7 +20,7 @@ from ganray.metrics.fidelity import compute_metrics
 from ganray.metrics.names import metric_name
 from ganray.models import build_generator
 from ganray.config import ModelConfig
-from ganray.training.sampling import recalibrate_batchnorm, sample_balanced
+from ganray.models.sampling import recalibrate_batchnorm, sample_balanced
 
 METRICS = ["fid", "isc", "kid", "prc"]
 
@@ -76,7 +76,7 @@ def trained_run(tmp_path_factory):
 
 
 def test_fid_orders_real_then_trained_then_untrained_then_noise(digits, extractor, trained_run):
-    from ganray.training.export import load_generator
+    from ganray.runs.export import load_generator
 
     real = digits.train.images
 
@@ -239,7 +239,7 @@ def test_inception_weights_must_exist_and_be_tensors_only(tmp_path):
 
 
 def test_evaluation_off_logs_no_fid(trained_run):
-    from ganray.training.run_dir import read_metrics
+    from ganray.runs.run_dir import read_metrics
 
     cfg, run = trained_run
     assert cfg.eval.every == 0
@@ -248,7 +248,7 @@ def test_evaluation_off_logs_no_fid(trained_run):
 
 def test_evaluation_during_training_writes_fid_lines(tmp_path):
     from ganray.training.local import train_local
-    from ganray.training.run_dir import read_metrics
+    from ganray.runs.run_dir import read_metrics
 
     cfg = tiny_config(tmp_path, "eval.every=5", "train.log_every=2")
     train_local(cfg, tmp_path / "run")
@@ -260,7 +260,7 @@ def test_evaluation_during_training_writes_fid_lines(tmp_path):
 
 
 def test_evaluator_samples_class_balanced_and_deterministically(digits, trained_run, domain):
-    from ganray.training.export import load_generator
+    from ganray.runs.export import load_generator
 
     cfg, run = trained_run
     G = load_generator(run / "generator").G

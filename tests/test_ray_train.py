@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from ganray.training.export import load_generator
-from ganray.training.checkpoint import load_checkpoint
+from ganray.runs.export import load_generator
+from ganray.runs.checkpoint import load_checkpoint
 from ganray.training.ray_train import train_with_ray
-from ganray.training.selection import best_step
-from ganray.training.run_dir import checkpoint_names, read_metrics
+from ganray.runs.selection import best_step
+from ganray.runs.run_dir import checkpoint_names, read_metrics
 
 
 # Ray workers cannot import this test module; ship its functions by value.
@@ -119,8 +119,8 @@ def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, 
 
     from ganray.cli import main
     from ganray.storage import open_store
-    from ganray.training.export import load_run_generator
-    from ganray.training.run_dir import RunDir
+    from ganray.runs.export import load_run_generator
+    from ganray.runs.run_dir import RunDir
     from s3server import find_leaks
 
     root = f"s3://{aws_env.create_bucket('ganray-runs')}/{tmp_path.name}"

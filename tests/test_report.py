@@ -116,8 +116,8 @@ def test_evaluate_command_on_a_run_and_an_exported_generator(capsys, small_run, 
               "--set", "eval.cas_samples=200", "--set", "eval.cas_steps=20"]
     assert main(["evaluate", "--run", str(tmp / "run"), *common]) == 0
     result = json.loads((tmp / "run" / "evaluation.json").read_text())
-    from ganray.training.run_dir import read_metrics
-    from ganray.training.selection import best_step
+    from ganray.runs.run_dir import read_metrics
+    from ganray.runs.selection import best_step
 
     # `--run` means the run's selected generator: the evaluated step with the best cas_val.
     selected = best_step(read_metrics(tmp / "run"), "cas_val")

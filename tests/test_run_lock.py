@@ -13,13 +13,13 @@ import pytest
 
 from conftest import tiny_config
 from ganray.errors import GanrayError
-from ganray.training.run_dir import RunDir
-from ganray.training.run_lock import LOCK, run_lock
+from ganray.runs.run_dir import RunDir
+from ganray.runs.lock import LOCK, run_lock
 
 HOLD = """
 import sys, time
-from ganray.training.run_dir import RunDir
-from ganray.training.run_lock import run_lock
+from ganray.runs.run_dir import RunDir
+from ganray.runs.lock import run_lock
 with run_lock(RunDir.at(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)

@@ -11,11 +11,11 @@ import torch
 
 from conftest import tiny_config
 from ganray.errors import GanrayError
-from ganray.training.checkpoint import load_checkpoint, save_checkpoint
+from ganray.runs.checkpoint import load_checkpoint, save_checkpoint
 from ganray.training.local import train_local
 from ganray.training.loop import batch_indices
-from ganray.training.run_dir import RunDir, checkpoint_names, load_latest, read_metrics
-from ganray.training.sampling import generate, recalibrate_batchnorm
+from ganray.runs.run_dir import RunDir, checkpoint_names, load_latest, read_metrics
+from ganray.models.sampling import generate, recalibrate_batchnorm
 
 
 def test_batches_are_disjoint_slices_of_one_global_batch():

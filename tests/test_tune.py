@@ -19,8 +19,8 @@ from ganray.cli import main
 from ganray.config import load_config
 from ganray.errors import GanrayError
 from ganray.storage import open_store
-from ganray.training.export import load_generator
-from ganray.training.sampling import sample_balanced
+from ganray.runs.export import load_generator
+from ganray.models.sampling import sample_balanced
 from ganray.tuning.sweep import check_sweep, run_sweep
 
 STEPS, EVERY = 40, 10

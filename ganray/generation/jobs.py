@@ -18,7 +18,7 @@ from ganray.generation.search import Searched
 from ganray.generation.shard import PNG_LEVEL
 from ganray.generation.writer import OutputSummary, write_output
 from ganray.storage import Store, open_store
-from ganray.training.export import LoadedGenerator, generator_from
+from ganray.runs.export import LoadedGenerator, generator_from
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Deliberately light (16/32/64 channels, ~2.3 M multiply-adds per 28x28 image): it is evaluated
 on 10,000 generated samples during training, where it must stay a small fraction of the step
-time on CPU, and it still reaches 99.7% on the digits test split. Training runs for a fixed
+time on CPU, and it still reaches 99.4% on the digits test split (measured 99.44%). Training runs for a fixed
 number of steps whatever the dataset size, so a 10% subset is not under-trained relative to
 the full split, and it is deterministic given its seed.
 """

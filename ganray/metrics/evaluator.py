@@ -23,7 +23,7 @@ from ganray.metrics.domain import DomainClassifier, classifier_from_state, domai
 from ganray.metrics.extractors import Extractor, inception, register_domain
 from ganray.metrics.fidelity import compute_metrics
 from ganray.metrics.utility import cas_val
-from ganray.training.sampling import recalibrate_batchnorm, sample_balanced
+from ganray.models.sampling import recalibrate_batchnorm, sample_balanced
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.metrics.classifier import ClassifierConfig, Mix, SmallCNN, accuracy, predict, train_mixed
 from ganray.metrics.utility import Repeated
-from ganray.training.sampling import sample_balanced
+from ganray.models.sampling import sample_balanced
 
 REAL = "real"
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ganray.data.base import ImageDataset
 from ganray.metrics.classifier import ClassifierConfig, accuracy, predict, train_classifier
-from ganray.training.sampling import sample_balanced
+from ganray.models.sampling import sample_balanced
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from ganray.metrics.domain import domain_classifier
 from ganray.metrics.recipes import Budget, check_recipes, score_choice, select_recipe, verdict
 from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
-from ganray.training.export import load_run_generator
+from ganray.runs.export import load_run_generator
 from ganray.storage import is_s3, open_store, upload_dir
-from ganray.training.run_dir import RunDir, read_config, read_metrics
-from ganray.training.sampling import fixed_inputs, generate, grid_png
+from ganray.runs.run_dir import RunDir, read_config, read_metrics
+from ganray.models.sampling import fixed_inputs, generate, grid_png
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from ganray.config import Config
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.metrics.names import headline
-from ganray.training.checkpoint import checkpoint_name, save_checkpoint
-from ganray.training.run_dir import CHECKPOINTS, RunDir, RunWriter, prune_checkpoints, read_metrics
-from ganray.training.selection import protected
+from ganray.runs.checkpoint import checkpoint_name, save_checkpoint
+from ganray.runs.run_dir import CHECKPOINTS, RunDir, RunWriter, prune_checkpoints, read_metrics
+from ganray.runs.selection import protected
 from ganray.training.state import GANState
 
 log = logging.getLogger(__name__)

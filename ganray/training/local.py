@@ -7,11 +7,11 @@ from pathlib import Path
 from ganray.config import Config
 from ganray.data import load_splits
 from ganray.metrics.evaluator import loop_evaluate
-from ganray.training.export import export_generator
+from ganray.runs.export import export_generator
 from ganray.training.hooks import LocalHooks
 from ganray.training.loop import Worker, train_gan
-from ganray.training.run_lock import run_lock
-from ganray.training.run_dir import RunDir, load_latest, prepare_run_dir, truncate_metrics
+from ganray.runs.lock import run_lock
+from ganray.runs.run_dir import RunDir, load_latest, prepare_run_dir, truncate_metrics
 from ganray.training.state import GANState
 
 

@@ -24,7 +24,7 @@ from ganray.data.base import ImageDataset, to_unit
 from ganray.errors import GanrayError
 from ganray.training.diffaugment import diff_augment
 from ganray.training.losses import LOSSES
-from ganray.training.sampling import fixed_inputs, generate, grid_png, recalibrate_batchnorm
+from ganray.models.sampling import fixed_inputs, generate, grid_png, recalibrate_batchnorm
 from ganray.training.sync_bn import cross_replica_batchnorm
 from ganray.training.state import GANState, build_state, update_ema
 

@@ -29,12 +29,12 @@ from ganray.ray_session import ensure_ray
 from ganray.metrics.evaluator import domain_payload, loop_evaluate, prepare_domain
 from ganray.metrics.extractors import inception
 from ganray.models import build_models
-from ganray.training.checkpoint import checkpoint_name, save_checkpoint
-from ganray.training.export import export_generator
+from ganray.runs.checkpoint import checkpoint_name, save_checkpoint
+from ganray.runs.export import export_generator
 from ganray.training.failure_policy import fail_fast_on_user_errors
 from ganray.training.hooks import BaseHooks
 from ganray.training.loop import Worker, train_gan
-from ganray.training.run_dir import (
+from ganray.runs.run_dir import (
     CHECKPOINTS,
     RunDir,
     checkpoint_names,
@@ -45,8 +45,8 @@ from ganray.training.run_dir import (
     resolve_run_dir,
     truncate_metrics,
 )
-from ganray.training.run_lock import run_lock
-from ganray.training.selection import protected
+from ganray.runs.lock import run_lock
+from ganray.runs.selection import protected
 from ganray.training.state import GANState
 
 log = logging.getLogger(__name__)

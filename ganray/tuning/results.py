@@ -19,7 +19,7 @@ from ganray.config import Config, dump_config
 from ganray.errors import GanrayError
 from ganray.reporting.figures import fid_curves
 from ganray.storage.local import atomic_write
-from ganray.training.export import GENERATOR_DIR, export_checkpoint
+from ganray.runs.export import GENERATOR_DIR, export_checkpoint
 from ganray.tuning.space import apply_params
 from ganray.tuning.trial import Objective, TIME_ATTR, objective
 

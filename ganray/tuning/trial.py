@@ -27,7 +27,7 @@ from ganray.data.base import ImageDataset
 from ganray.log import setup_logging
 from ganray.metrics.evaluator import loop_evaluate
 from ganray.metrics.names import headline, metric_name
-from ganray.training.checkpoint import load_checkpoint, save_checkpoint
+from ganray.runs.checkpoint import load_checkpoint, save_checkpoint
 from ganray.training.hooks import checkpoint_meta
 from ganray.training.loop import Worker, train_gan
 from ganray.training.state import GANState

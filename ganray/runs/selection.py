@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ganray.training.checkpoint import checkpoint_name
+from ganray.runs.checkpoint import checkpoint_name
 
 # select -> (does this metric key count, is a better than b)
 _CRITERIA: dict[str, tuple[Callable[[str], bool], Callable[[float, float], bool]]] = {

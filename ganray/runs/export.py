@@ -25,11 +25,11 @@ from ganray.errors import GanrayError
 from ganray.fileio import sha256_file
 from ganray.metrics.names import SCORE_PREFIXES
 from ganray.models import build_generator
-from ganray.training.checkpoint import checkpoint_name, checkpoint_step, load_checkpoint
+from ganray.runs.checkpoint import checkpoint_name, checkpoint_step, load_checkpoint
 from ganray.storage import is_s3, open_store, upload_dir
-from ganray.training.run_dir import RunDir, checkpoint_names, load_latest, read_config, read_metrics
-from ganray.training.selection import best_step
-from ganray.training.sampling import recalibrate_batchnorm
+from ganray.runs.run_dir import RunDir, checkpoint_names, load_latest, read_config, read_metrics
+from ganray.runs.selection import best_step
+from ganray.models.sampling import recalibrate_batchnorm
 
 GENERATOR_DIR = "generator"
 WEIGHTS = "generator.safetensors"

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from ganray.config import Config, StorageConfig, dump_config, read_stored_config
 from ganray.errors import GanrayError
 from ganray.storage import Store, arrow_location, is_s3, open_store, parse_s3_uri
-from ganray.training.checkpoint import load_checkpoint
+from ganray.runs.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ganray.errors import GanrayError
 from ganray.storage.s3 import S3Store
-from ganray.training.run_dir import RunDir
+from ganray.runs.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,7 @@
+"""`python -m ganray ...` runs the same CLI as the `ganray` script."""
+
+import sys
+
+from ganray.cli import main
+
+sys.exit(main())
