@@ -14,11 +14,13 @@ port answers (`JOIN_TIMEOUT_S`) and fails with one line if it does not.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from typing import Any
 
 from ganray.config import RayConfig
+from ganray.console import install_console
 from ganray.errors import GanrayError
 
 # Read by ray._private.ray_constants at import time, in every Ray process.
@@ -32,6 +34,7 @@ def ensure_ray(rc: RayConfig) -> None:
     from ray._private.services import get_ray_address_from_environment
 
     if ray.is_initialized():
+        quiet_console()  # the verbosity of this command, which may differ from the last one's
         return
     address = rc.address or os.environ.get("RAY_ADDRESS")
     if not address:
@@ -50,7 +53,8 @@ def join_ray(address: str) -> None:
     import ray
 
     if address.startswith("ray://"):
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=_ray_level())
+        quiet_console()
         return
     host, _, port = address.rpartition(":")
     if not port.isdigit() or not host:
@@ -64,7 +68,8 @@ def join_ray(address: str) -> None:
         ) from None
     if is_loopback(host):
         loopback_only()
-    ray.init(address=f"{host}:{port}", log_to_driver=True)
+    ray.init(address=f"{host}:{port}", log_to_driver=True, logging_level=_ray_level())
+    quiet_console()
 
 
 def is_loopback(host: str) -> bool:
@@ -102,4 +107,20 @@ def start_local_ray(**kwargs: Any) -> None:
     import ray
 
     loopback_only()
-    ray.init(**{"include_dashboard": True, "dashboard_host": "127.0.0.1", "log_to_driver": True, **kwargs})
+    defaults = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "log_to_driver": True, "logging_level": _ray_level()}
+    ray.init(**{**defaults, **kwargs})
+    quiet_console()
+
+
+def _verbose() -> bool:
+    return logging.getLogger("ganray").getEffectiveLevel() <= logging.DEBUG
+
+
+def _ray_level() -> int:
+    """Ray's driver-side log level: its start-up INFO and token-auth WARNING only at debug."""
+    return logging.INFO if _verbose() else logging.ERROR
+
+
+def quiet_console() -> None:
+    """Workers' output on this console: ganray's lines only, or all of Ray's at --log-level debug."""
+    install_console(verbose=_verbose())

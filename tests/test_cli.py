@@ -72,8 +72,8 @@ def test_unreadable_checkpoint_is_a_clear_error(capsys, tmp_path, ray_local):
     out = train_with_ray(cfg)
     state = Path(out.checkpoint) / "state.pt"
     state.write_bytes(b"not a checkpoint")
-    code, err = run_cli(
-        capsys, "train", "--set", f"storage.runs_dir={tmp_path}", "--set", "storage.run_name=run",
+    code, err = run_cli(  # at debug, so Ray's own lines (its retries among them) reach the console
+        capsys, "--log-level", "debug", "train", "--set", f"storage.runs_dir={tmp_path}", "--set", "storage.run_name=run",
         "--set", "model.width=0.25", "--set", "train.batch_size=32", "--set", "ray.num_workers=1",
         "--set", "train.steps=10",
     )

@@ -54,7 +54,7 @@ class ShardActor:
     def __init__(self, factory: Callable[[torch.device], Renderer], store: Store, threads: int) -> None:
         from ganray.log import setup_logging
 
-        setup_logging()
+        setup_logging(worker=True)
         torch.set_num_threads(threads)
         device = torch.device("cuda") if ray.get_gpu_ids() and torch.cuda.is_available() else torch.device("cpu")
         self.renderer, self.store = factory(device), store

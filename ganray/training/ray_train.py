@@ -97,7 +97,7 @@ def _resume_state(run: RunDir, rank: int, world: int) -> dict | None:
 
 
 def _train_worker(config: dict) -> None:
-    setup_logging()
+    setup_logging(worker=True)
     cfg = Config.model_validate(config["cfg"])
     run: RunDir = config["run"]
     ctx = ray.train.get_context()

@@ -100,7 +100,7 @@ def _resume_state() -> dict | None:
 
 def run_trial(params: dict[str, Any], base: dict, domain: dict | None) -> None:
     """The Tune trainable: `params` are the sampled dotted keys, `base` the sweep's config."""
-    setup_logging()
+    setup_logging(worker=True)
     cfg = trial_config(Config.model_validate(base), params)
     torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
     device = torch.device("cuda") if cfg.ray.use_gpu and torch.cuda.is_available() else torch.device("cpu")
