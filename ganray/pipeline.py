@@ -49,7 +49,7 @@ def run_demo(cfg: Config) -> str:
           f"{g['recipe_test']['mean']:.4f} vs {g['real_only']['mean']:.4f} real only"
           for f, g in low.items()],
         f"  verdict                 {report.get('verdict', 'no recipe for the run fraction')}",
-        f"  reproduce the data      {report.get('generate_command', '-')}",
+        f"  reproduce the data      {report.get('generate_command', 'nothing to make: train on real only' if 'verdict' in report else '-')}",
         f"  per-class coverage      {report['coverage']['overall']:.3f}",
         f"  synthetic dataset       {len(m['shardlist'])} shards, {m['num_samples']} labelled samples in {shards.uri}",
         "",

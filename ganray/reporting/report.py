@@ -27,7 +27,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
-from ganray.metrics.recipes import Budget, check_recipes, score_choice, select_recipe, verdict
+from ganray.metrics.recipes import REAL, Budget, check_recipes, score_choice, select_recipe, verdict
 from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.runs.export import load_run_generator
@@ -191,7 +191,8 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     if own is not None:
         report["recipe"] = own["recipe"]
         report["verdict"] = own["verdict"]
-        report["generate_command"] = generate_command(run, own)
+        if own["recipe"]["name"] != REAL:  # no synthetic data to make when real only wins
+            report["generate_command"] = generate_command(run, own)
     return report
 
 
