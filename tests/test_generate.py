@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
 import threading
 import time
@@ -474,3 +475,27 @@ def test_auto_settings_are_searched_on_validation_and_recorded(tmp_path, ray_loc
     with pytest.raises(GanrayError, match=r"searched on the validation split; set data.val_fraction above 0"):
         generate(noval, trained_without_val)
     assert not (tmp_path / "noval").exists()
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, ray_local, generator_dir, capsys):
+    """A real full filesystem (a tiny tmpfs): one line naming it, no partial shard, then an exact resume."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        argv = ["generate", "--generator", str(generator_dir), "--out", str(small / "o"), "--set", "generate.num_samples=1200",
+                "--set", "generate.shard_size=200", "--set", "generate.num_actors=1", "--set", f"storage.runs_dir={tmp_path}"]
+        code, err = _cli(capsys, *argv)
+        assert code == 2 and err.splitlines()[-1].startswith(f"ganray generate: error: no space left on {small / 'o'}"), err
+        names = [p.name for p in (small / "o").iterdir()]
+        assert "manifest.json" not in names and all(n.startswith("shard-") and n.endswith(".tar") for n in names)
+        kept = {n: (small / "o" / n).read_bytes() for n in names}
+        subprocess.run(["mount", "-o", "remount,size=16m", str(small)], check=True)
+        code, err = _cli(capsys, *argv)
+        assert code == 0, err
+        manifest = json.loads((small / "o" / "manifest.json").read_text())
+        assert manifest["num_samples"] == 1200 and len(manifest["shardlist"]) == 6
+        assert all((small / "o" / n).read_bytes() == b for n, b in kept.items())  # finished shards kept as they were
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -64,10 +65,20 @@ def atomic_write(path: Path, fill: Callable[[BinaryIO], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space(path.parent) from None
         raise
     _fsync_dir(path.parent)
+
+
+def no_space(where: Path | str) -> GanrayError:
+    """The one line for a full disk: where, and that a rerun keeps what was finished."""
+    return GanrayError(
+        f"no space left on {where}; free some space or choose another location, then rerun the same "
+        "command (finished work is kept; nothing partial was left under a final name)"
+    )
 
 
 def _mismatch(what: str, claimed: str, actual: str) -> GanrayError:
