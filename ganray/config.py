@@ -333,7 +333,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise GanrayError(f"--set {text!r} is not key=value; write e.g. --set train.steps=100")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
-    if len(parts) < 2 or not all(parts):
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):  # also keeps the error below on one line
         raise GanrayError(f"--set key {key!r} must be section.key, e.g. train.steps")
     try:
         value = _yaml(raw) if raw.strip() else ""

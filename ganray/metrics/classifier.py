@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ganray.data.base import to_unit
 
@@ -65,9 +66,15 @@ def random_shift(x: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Te
 
 
 def train_classifier(
-    images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: ClassifierConfig = ClassifierConfig()
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: ClassifierConfig = ClassifierConfig(),
+    progress: str | None = None,
 ) -> SmallCNN:
-    """Train on uint8 images for `cfg.steps` steps; returns the model in eval mode."""
+    """Train on uint8 images for `cfg.steps` steps; returns the model in eval mode.
+
+    `progress` names a progress bar (shown on a terminal only): the domain classifier can take
+    minutes on a busy CPU, and a person should see that it is working.
+    """
+    bar = tqdm(total=cfg.steps, desc=progress, unit="step", disable=None if progress else True, dynamic_ncols=True)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     c, h, _ = images.shape[1:]
@@ -88,8 +95,10 @@ def train_classifier(
             opt.step()
             sched.step()
             step += 1
+            bar.update()
             if step == cfg.steps:
                 break
+    bar.close()
     return model.eval()
 
 

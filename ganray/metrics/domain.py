@@ -68,7 +68,7 @@ def domain_classifier(
             f"({train.num_classes} classes); use more data or eval.extractor=inception"
         )
     log.info("training the domain classifier on %d real images (cached afterwards as %s)", len(train), key)
-    model = train_classifier(train.images, train.labels, train.num_classes, cfg)
+    model = train_classifier(train.images, train.labels, train.num_classes, cfg, progress="domain classifier")
     acc = accuracy(model, test.images, test.labels) if test is not None and len(test) else None
     if acc is not None:
         log.info("domain classifier test accuracy %.4f", acc)
