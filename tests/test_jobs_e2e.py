@@ -154,7 +154,8 @@ def test_train_evaluate_generate_and_tune_jobs_succeed_on_a_real_head(head, aws_
 
     # The jobs ran with S3 credentials in their environment; none is in their logs or outputs,
     # nor in Ray's own session logs (Ray Tune used to copy them into a logged runtime env).
-    assert list(ray_temp.rglob("runtime_env_agent*.log")), "Ray's logs moved; point this scan at them"
-    leaks = find_leaks([aws_env.access_key, aws_env.secret_key], stores=[open_store(s3root)], dirs=[root / "runs", ray_temp],
+    ray_logs = sorted(ray_temp.glob("session_*/logs"))  # not runtime_resources/: the uploaded repo holds the test's own secret
+    assert ray_logs and list(ray_logs[0].glob("runtime_env_agent*.log")), "Ray's logs moved; point this scan at them"
+    leaks = find_leaks([aws_env.access_key, aws_env.secret_key], stores=[open_store(s3root)], dirs=[root / "runs", *ray_logs],
                        texts=[j["logs"] for j in (train, evaluate, gen, tune, bad)])
     assert leaks == []

@@ -182,7 +182,7 @@ def test_local_failed_write_leaves_old_or_nothing(tmp_path, monkeypatch, how):
 
     monkeypatch.setattr(os, "fsync", disk_full)
     for key in ("old.bin", "new.bin"):
-        with pytest.raises(OSError, match="No space"):
+        with pytest.raises(GanrayError, match=f"no space left on {tmp_path / 'store'}; free some space"):
             if how == "write_bytes":
                 store.write_bytes(key, b"new" * 1000)
             else:
