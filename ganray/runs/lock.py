@@ -70,8 +70,8 @@ def _process_gone(holder: dict) -> bool:
         os.kill(holder["pid"], 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False
+    except PermissionError:  # alive, another user's
+        pass
     return False
 
 
@@ -115,19 +115,22 @@ class _Lease:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._renew, name="ganray-run-lease", daemon=True)
 
+    def _body(self) -> bytes:
+        return json.dumps(self.holder).encode()
+
     def acquire(self) -> None:
-        self.etag = self.store.put_if(LOCK, json.dumps(self.holder).encode())
+        self.etag = self.store.put_if(LOCK, self._body())
         if self.etag is None:
             found = self.store.read_versioned(LOCK)
             if found is None:  # released meanwhile
-                self.etag = self.store.put_if(LOCK, json.dumps(self.holder).encode())
+                self.etag = self.store.put_if(LOCK, self._body())
             else:
                 holder = _parse(found[0])
                 stale = holder is None or float(holder.get("expires", 0)) < time.time() or _process_gone(holder)
                 if not stale:
                     raise _in_use(self.run, holder)
                 log.warning("taking over the stale lock of %s", self.run.uri)
-                self.etag = self.store.put_if(LOCK, json.dumps(self.holder).encode(), found[1])
+                self.etag = self.store.put_if(LOCK, self._body(), found[1])
         if self.etag is None:
             raise _in_use(self.run, None)
         self.thread.start()
@@ -136,7 +139,7 @@ class _Lease:
         while not self.stop.wait(self.renew_s):
             self.holder["expires"] = round(time.time() + self.lease_s, 3)
             try:
-                etag = self.store.put_if(LOCK, json.dumps(self.holder).encode(), self.etag)
+                etag = self.store.put_if(LOCK, self._body(), self.etag)
             except Exception as e:  # noqa: BLE001 - a store hiccup: try again at the next renewal
                 log.warning("could not renew the lock of %s (%s)", self.run.uri, e)
                 continue

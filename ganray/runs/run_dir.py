@@ -103,10 +103,10 @@ def prepare_run_dir(run: RunDir, cfg: Config) -> bool:
     """Record the config, or check that the run dir holds a compatible run; True when resuming.
 
     A run is resumed only when its model config matches; anything else would load a
-    checkpoint into the wrong network, so it is refused before any worker starts.
+    checkpoint into the wrong network, so it is refused before any worker starts. Call it
+    under `run_lock`, which has already checked that the run dir can be written.
     """
     store = run.store
-    store.check_writable()
     old = read_config(run)
     if old is not None and (
         old.fingerprint(*_SHAPE_SECTIONS) != cfg.fingerprint(*_SHAPE_SECTIONS) or old.data.image_size != cfg.data.image_size
