@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from conftest import CACHE_DIR, tiny_config
-from ganray.data.base import ImageDataset, to_unit
+from ganray.data.base import to_unit
 from ganray.errors import GanrayError
 from ganray.metrics.domain import domain_classifier
 from ganray.metrics.evaluator import build_evaluator, check_classes

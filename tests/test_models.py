@@ -145,3 +145,18 @@ def test_spectral_norm_option_bounds_d_layers(arch):
 def test_unknown_arch_is_a_clear_error():
     with pytest.raises(GanrayError, match="unknown model.arch 'nope'"):
         build_models(ModelConfig(arch="nope"), (1, 28, 28), 10)
+
+
+def test_classifier_head_reads_classes_and_needs_a_conditional_model():
+    _, D = build_models(ModelConfig(arch="cdcgan", width=0.25), (1, 28, 28), 10, classifier_head=True)
+    D.eval()  # spectral norm's power iteration would move the weights between calls
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 9])
+    logit, classes = D(x, y, classes=True)
+    assert logit.shape == (4,) and classes.shape == (4, 10)
+    assert torch.equal(D(x, y), logit)  # the head adds an output, not a change to the logit
+    _, plain = build_models(ModelConfig(arch="cdcgan", width=0.25), (1, 28, 28), 10)
+    assert plain.classify is None  # off by default: checkpoints of existing runs keep their keys
+    with pytest.raises(ValueError, match="no classifier head"):
+        plain(x, y, classes=True)
+    with pytest.raises(GanrayError, match="loss.class_weight needs a class-conditional model"):
+        build_models(ModelConfig(arch="dcgan"), (1, 28, 28), 10, classifier_head=True)

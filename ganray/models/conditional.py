@@ -3,7 +3,10 @@
 G conditions twice: the label embedding is concatenated to z, and every upsampling block uses
 class-conditional BatchNorm. D is a projection discriminator (Miyato & Koyama 2018): the logit
 is an unconditional term plus the inner product of the features with a class embedding, which
-conditions far better than concatenating one-hot labels to the input.
+conditions far better than concatenating one-hot labels to the input. With `classifier_head`, D
+also owns a linear class classifier on the same features (AC-GAN's auxiliary classifier), trained
+on real images only; the generator is then pushed toward samples that classifier reads as their
+label (`loss.class_weight`), which is what makes samples usable as labelled training data.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class ProjectionDiscriminator(nn.Module):
         dropout: float = 0.3,
         use_spectral_norm: bool = False,
         slope: float = 0.2,
+        classifier_head: bool = False,
     ) -> None:
         super().__init__()
         c, h, w = image_shape
@@ -82,11 +86,20 @@ class ProjectionDiscriminator(nn.Module):
         feat = c2 * (-(-h // 4)) * (-(-w // 4))
         self.head = sn(nn.Linear(feat, 1))
         self.embed = sn(nn.Embedding(num_classes, feat))
+        self.classify = sn(nn.Linear(feat, num_classes)) if classifier_head else None
         keras_init_(self)
         nn.init.normal_(self.embed.weight if not use_spectral_norm else self.embed.parametrizations.weight.original, std=0.01)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, classes: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The real/fake logit; with `classes`, also the class logits of the classifier head."""
         if y is None:
             raise ValueError("a conditional discriminator needs class labels y")
         f = self.features(x)
-        return self.head(f).squeeze(1) + (self.embed(y) * f).sum(1)
+        logit = self.head(f).squeeze(1) + (self.embed(y) * f).sum(1)
+        if not classes:
+            return logit
+        if self.classify is None:
+            raise ValueError("this discriminator has no classifier head (loss.class_weight=0)")
+        return logit, self.classify(f)

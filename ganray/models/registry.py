@@ -19,7 +19,7 @@ Shape = tuple[int, int, int]
 class Arch:
     conditional: bool
     generator: Callable[[ModelConfig, Shape, int], nn.Module]
-    discriminator: Callable[[ModelConfig, Shape, int], nn.Module]
+    discriminator: Callable[[ModelConfig, Shape, int, bool], nn.Module]  # bool: with a class-classifier head
     summary: str
 
 
@@ -27,13 +27,14 @@ ARCHS: dict[str, Arch] = {
     "dcgan": Arch(
         conditional=False,
         generator=lambda m, shape, k: DCGANGenerator(m.z_dim, shape, m.width),
-        discriminator=lambda m, shape, k: DCGANDiscriminator(shape, m.width, m.d_dropout, m.spectral_norm),
+        discriminator=lambda m, shape, k, head: DCGANDiscriminator(shape, m.width, m.d_dropout, m.spectral_norm),
         summary="the article's Keras DCGAN, exact port (unconditional)",
     ),
     "cdcgan": Arch(
         conditional=True,
         generator=lambda m, shape, k: ConditionalGenerator(m.z_dim, k, shape, m.width),
-        discriminator=lambda m, shape, k: ProjectionDiscriminator(k, shape, m.width, m.d_dropout, m.spectral_norm),
+        discriminator=lambda m, shape, k, head: ProjectionDiscriminator(
+            k, shape, m.width, m.d_dropout, m.spectral_norm, classifier_head=head),
         summary="class-conditional DCGAN: conditional BatchNorm G, projection D",
     ),
 }
@@ -50,6 +51,11 @@ def build_generator(cfg: ModelConfig, image_shape: Shape, num_classes: int) -> n
     return get_arch(cfg.arch).generator(cfg, image_shape, num_classes)
 
 
-def build_models(cfg: ModelConfig, image_shape: Shape, num_classes: int) -> tuple[nn.Module, nn.Module]:
+def build_models(
+    cfg: ModelConfig, image_shape: Shape, num_classes: int, classifier_head: bool = False
+) -> tuple[nn.Module, nn.Module]:
+    """G and D; `classifier_head` gives a conditional D its auxiliary class classifier."""
     arch = get_arch(cfg.arch)
-    return arch.generator(cfg, image_shape, num_classes), arch.discriminator(cfg, image_shape, num_classes)
+    if classifier_head and not arch.conditional:
+        raise GanrayError(f"loss.class_weight needs a class-conditional model; model.arch={cfg.arch!r} is not")
+    return arch.generator(cfg, image_shape, num_classes), arch.discriminator(cfg, image_shape, num_classes, classifier_head)

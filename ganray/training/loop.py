@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganray.config import Config
@@ -99,6 +100,83 @@ class _Averages:
         return {k: float(v) for k, v in zip(keys, vec.cpu())}
 
 
+def _resume(state: GANState, resume: dict, cfg: Config) -> None:
+    t = cfg.train
+    try:
+        state.load_state_dict(resume)
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise GanrayError(
+            f"checkpoint does not fit model {cfg.model.arch!r} (width {cfg.model.width}): "
+            f"{str(e).splitlines()[0][:160]}; use the run's own config or a new storage.run_name"
+        ) from None
+    # The config, not the checkpoint, sets optimizer hyperparameters: users resume to change them.
+    for opt, lr in ((state.opt_g, t.lr_g), (state.opt_d, t.lr_d)):
+        for group in opt.param_groups:
+            group.update(lr=lr, betas=(t.beta1, t.beta2), eps=t.adam_eps)
+    log.info("resuming at step %d of %d", state.step, t.steps)
+
+
+def _distributed(state: GANState, cfg: Config, worker: Worker) -> tuple[nn.Module, nn.Module]:
+    """G and D as the step uses them: DDP-wrapped when torch.distributed runs, else the plain modules."""
+    if not (worker.world > 1 and dist.is_initialized()):
+        return state.G, state.D
+    if cfg.train.sync_batchnorm:  # so N workers train the generator one worker would
+        cross_replica_batchnorm(state.G)
+    ids = [worker.device.index] if worker.device.type == "cuda" else None
+    # D runs once per step on the concatenated real+fake batch; its buffers are its own.
+    return DDP(state.G, device_ids=ids), DDP(state.D, device_ids=ids, forward_sync_buffers=False)
+
+
+def gan_step(
+    cfg: Config, state: GANState, G: nn.Module, D: nn.Module, real: torch.Tensor, y: torch.Tensor | None,
+    z: torch.Tensor, amp: bool,
+) -> dict[str, torch.Tensor]:
+    """One D update and one G update on this rank's batch; returns the values to log (tensors, no sync)."""
+    d_loss_fn, g_loss_fn = LOSSES[cfg.loss.kind]
+    policy, class_weight, n = cfg.loss.diffaugment, cfg.loss.class_weight, len(real)
+    device_type = real.device.type
+    reg = state.regularizer
+    p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
+    out: dict[str, torch.Tensor] = {}
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+        fake = G(z, y)
+        # D step: one forward over real and fake together.
+        both = diff_augment(torch.cat([real, fake.detach()]), policy, p_aug)
+        if class_weight:  # D's classifier head learns the real images' classes
+            logits, classes = D(both, torch.cat([y, y]), classes=True)
+            logits, out["cls_d"] = logits.float(), F.cross_entropy(classes[:n].float(), y)
+        else:
+            logits = D(both, None if y is None else torch.cat([y, y])).float()
+        loss_d = d_loss_fn(logits[:n], logits[n:])
+        if class_weight:
+            loss_d = loss_d + class_weight * out["cls_d"]
+        if reg is not None:
+            loss_d = loss_d + reg.penalty(logits[:n], logits[n:])
+    state.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    state.opt_d.step()
+    if reg is not None:
+        reg.update(logits[:n].detach(), logits[n:].detach())
+
+    # G step through the updated D; D's parameters are frozen, so its DDP hooks stay idle.
+    d_plain = _module(D)
+    d_plain.requires_grad_(False)
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+        if class_weight:  # G is pushed toward samples D's classifier reads as their label
+            fake_logits, fake_classes = d_plain(diff_augment(fake, policy, p_aug), y, classes=True)
+            out["cls_g"] = F.cross_entropy(fake_classes.float(), y)
+            loss_g = g_loss_fn(fake_logits.float()) + class_weight * out["cls_g"]
+        else:
+            loss_g = g_loss_fn(d_plain(diff_augment(fake, policy, p_aug), y).float())
+    state.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    state.opt_g.step()
+    d_plain.requires_grad_(True)
+    if p_aug is not None:
+        out["ada_p"] = reg.p
+    return {"loss_d": loss_d, "loss_g": loss_g, "d_real": logits[:n].mean(), "d_fake": logits[n:].mean(), **out}
+
+
 def train_gan(
     cfg: Config,
     data: ImageDataset,
@@ -118,29 +196,8 @@ def train_gan(
         raise GanrayError(f"train.batch_size={t.batch_size} must be divisible by the {worker.world} workers")
     state = build_state(cfg, data.shape, data.num_classes, device, worker.world)
     if resume is not None:
-        try:
-            state.load_state_dict(resume)
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise GanrayError(
-                f"checkpoint does not fit model {cfg.model.arch!r} (width {cfg.model.width}): "
-                f"{str(e).splitlines()[0][:160]}; use the run's own config or a new storage.run_name"
-            ) from None
-        # The config, not the checkpoint, sets optimizer hyperparameters: users resume to change them.
-        for opt, lr in ((state.opt_g, t.lr_g), (state.opt_d, t.lr_d)):
-            for group in opt.param_groups:
-                group.update(lr=lr, betas=(t.beta1, t.beta2), eps=t.adam_eps)
-        log.info("resuming at step %d of %d", state.step, t.steps)
-    if worker.world > 1 and dist.is_initialized():
-        if t.sync_batchnorm:  # so N workers train the generator one worker would
-            cross_replica_batchnorm(state.G)
-        ids = [device.index] if device.type == "cuda" else None
-        G = DDP(state.G, device_ids=ids)
-        # D runs once per step on the concatenated real+fake batch; its buffers are its own.
-        D = DDP(state.D, device_ids=ids, forward_sync_buffers=False)
-    else:
-        G, D = state.G, state.D
-    d_loss_fn, g_loss_fn = LOSSES[cfg.loss.kind]
-    policy = cfg.loss.diffaugment
+        _resume(state, resume, cfg)
+    G, D = _distributed(state, cfg, worker)
     # uint8 in memory, converted per batch. On a GPU the whole set moves there once (a few MB to a
     # few hundred for these image sizes), so no step waits on a host-to-device copy.
     images, labels = (data.images.to(device), data.labels.to(device)) if device.type == "cuda" else (data.images, data.labels)
@@ -162,46 +219,11 @@ def train_gan(
             real = real.contiguous(memory_format=torch.channels_last)
         y = labels[idx] if conditional else None
         z = torch.randn(local_bs, cfg.model.z_dim, device=device)
-
-        reg = state.regularizer
-        p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            fake = G(z, y)
-            # D step: one forward over real and fake together.
-            both = diff_augment(torch.cat([real, fake.detach()]), policy, p_aug)
-            logits = D(both, torch.cat([y, y]) if conditional else None).float()
-            loss_d = d_loss_fn(logits[:local_bs], logits[local_bs:])
-            if reg is not None:
-                loss_d = loss_d + reg.penalty(logits[:local_bs], logits[local_bs:])
-        state.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        state.opt_d.step()
-        if reg is not None:
-            reg.update(logits[:local_bs].detach(), logits[local_bs:].detach())
-
-        # G step through the updated D; D's parameters are frozen, so its DDP hooks stay idle.
-        d_plain = _module(D)
-        d_plain.requires_grad_(False)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            fake_logits = d_plain(diff_augment(fake, policy, p_aug), y).float()
-            loss_g = g_loss_fn(fake_logits)
-        state.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        state.opt_g.step()
-        d_plain.requires_grad_(True)
-
+        avg.add(**gan_step(cfg, state, G, D, real, y, z, amp))
         if state.G_ema is not None:
             update_ema(state.G_ema, _module(G), t.ema_decay, s)
-        state.step = s + 1
-        avg.add(
-            loss_d=loss_d,
-            loss_g=loss_g,
-            d_real=logits[:local_bs].mean(),
-            d_fake=logits[local_bs:].mean(),
-            **({"ada_p": reg.p} if p_aug is not None else {}),
-        )
+        state.step = step = s + 1
 
-        step = state.step
         final = step == t.steps
         evaluating = evaluate is not None and worker.rank == 0 and eval_every > 0 and (step % eval_every == 0 or final)
         sampling = worker.rank == 0 and (step % t.sample_every == 0 or final)

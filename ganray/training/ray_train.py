@@ -128,7 +128,7 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
     # Fail fast on bad data or model settings: a worker's error would cost a Ray start and retries.
     splits = load_splits(cfg.data, cfg.storage)
     data = splits.train
-    build_models(cfg.model, data.shape, data.num_classes)
+    build_models(cfg.model, data.shape, data.num_classes, classifier_head=cfg.loss.class_weight > 0)
     loop_config: dict = {"cfg": cfg.model_dump()}
     if cfg.eval.every > 0:
         # Resolve the extractor here, once: workers get the driver's exact classifier (or a checked weights file).

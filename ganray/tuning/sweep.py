@@ -191,7 +191,8 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     splits = load_splits(cfg.data, cfg.storage)
     for key, dist in dists.items():  # every architecture the space can pick must build for this data
         for value in dist.probes() if key.startswith("model.") else []:
-            build_models(trial_config(cfg, {key: value}).model, splits.train.shape, splits.train.num_classes)
+            probe = trial_config(cfg, {key: value})
+            build_models(probe.model, splits.train.shape, splits.train.num_classes, probe.loss.class_weight > 0)
     loc = sweep_location(cfg)
     resuming = _prepare_sweep_dir(loc, cfg)
     domain, reference = _prepare_evaluation(cfg, splits)
