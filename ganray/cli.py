@@ -269,6 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_names(cfg: Config) -> None:
+    """Names the registries own, checked before any command starts work: a typo is one line at once."""
+    from ganray.data.registry import source
+    from ganray.metrics.names import check_metrics
+    from ganray.metrics.recipes import check_recipes
+    from ganray.models import get_arch
+
+    source(cfg.data.source)
+    get_arch(cfg.model.arch)
+    check_metrics(cfg.eval.metrics)
+    check_recipes(cfg.eval.recipes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -277,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         implied = [f"{k}={v}" for k, v in defaults.items()]
         cfg = load_config(args.config, [*implied, *args.overrides])
+        check_names(cfg)
         return fn(cfg, args)
     except GanrayError as e:
         print(f"ganray {args.command}: error: {e}", file=sys.stderr)

@@ -24,6 +24,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
         (["--set", "train.steps=ten"], "'train.steps'"),
         (["--set", "data.image_size=30"], "multiple of 4"),
         (["--set", "data.source=mnist"], "data.path is required for data.source=mnist"),
+        (["--set", "data.source=mnsit"], "unknown data.source 'mnsit'; use one of digits, mnist"),
         (["--set", "data.source=folder", "--set", "data.path=/nonexistent/dir"], "'/nonexistent/dir' does not exist"),
         (["--set", "model.arch=resnet"], "unknown model.arch 'resnet'"),
         (["--config", "/nonexistent.yaml"], "does not exist"),

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from conftest import CACHE_DIR
 from ganray.console import MARK, DriverConsole
@@ -49,20 +48,41 @@ def test_the_training_bar_follows_rank_zeros_steps():
     assert console.bar is None  # closed at the last step
 
 
-@pytest.mark.parametrize("level", ["info", "debug"])
-def test_a_cli_train_shows_ganray_lines_only_unless_debug(tmp_path, ray_local, level):
+def test_debug_level_lets_rays_lines_through():
+    """`--log-level debug` (the ganray logger at DEBUG) installs the verbose console; other levels the filter."""
+    import logging
+
+    from ray._private import ray_logging
+
+    from ganray.ray_session import quiet_console
+
+    def installed() -> DriverConsole:
+        [handler] = [h for name, h in ray_logging.global_worker_stdstream_dispatcher.handlers if name == "ganray_console"]
+        return handler
+
+    logger = logging.getLogger("ganray")
+    before = logger.level
+    try:
+        logger.setLevel(logging.DEBUG)
+        quiet_console()
+        assert installed().verbose and "TrainingReport(" in "".join(installed().lines(BATCH))
+    finally:
+        logger.setLevel(before)
+        quiet_console()
+    assert not installed().verbose
+    assert not [n for n, _ in ray_logging.global_worker_stdstream_dispatcher.handlers if n == "ray_print_logs"]
+
+
+def test_a_cli_train_shows_ganray_lines_only(tmp_path, ray_local):
     sets = [
         "model.width=0.25", "train.batch_size=32", "train.steps=10", "train.log_every=5", "train.checkpoint_every=5",
         "ray.num_workers=1", f"storage.runs_dir={tmp_path}", "storage.run_name=run", f"storage.cache_dir={CACHE_DIR}",
         "eval.every=0", f"ray.address={ray_local.get_runtime_context().gcs_address}",
     ]
-    out = subprocess.run([sys.executable, "-m", "ganray", "--log-level", level, "train", *(a for s in sets for a in ("--set", s))],
+    out = subprocess.run([sys.executable, "-m", "ganray", "train", *(a for s in sets for a in ("--set", s))],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr
     assert "ganray.training.hooks: step 10/10" in text and "run directory:" in text
-    if level == "info":
-        assert "TrainingReport(" not in text and "core_worker.cc" not in text and "\x1b[" not in text, text[-3000:]
-        assert MARK not in text
-    else:
-        assert "TrainingReport(" in text
+    assert "TrainingReport(" not in text and "core_worker.cc" not in text and "\x1b[" not in text, text[-3000:]
+    assert MARK not in text

@@ -395,7 +395,9 @@ def test_train_subset_keeps_every_class() -> None:
 
 
 def test_registry_errors(tmp_path: Path) -> None:
-    assert SOURCES == ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
+    assert tuple(SOURCES) == ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
+    with pytest.raises(GanrayError, match="unknown data.source 'mnsit'; use one of digits, mnist, fashion-mnist"):
+        load_splits(DataConfig(val_fraction=0.0, source="mnsit"))
     with pytest.raises(GanrayError, match="data.path is required for data.source=wds"):
         load_splits(DataConfig(val_fraction=0.0, source="wds"))
     with pytest.raises(GanrayError, match="does not exist"):

@@ -146,6 +146,8 @@ def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, 
     exported = load_generator(out.generator)
     assert exported.info["step"] == 20 and exported.info["metrics"]["fid_domain"] == lines[-1]["fid_domain"]
     assert exported.fingerprint == load_run_generator(out.run).fingerprint
+    curves = [o.key for o in store.list("tensorboard/")]  # staged locally, uploaded at each checkpoint
+    assert len(curves) == 2 and all(k.startswith("tensorboard/events.out.tfevents.") for k in curves), curves
 
     common = ["--set", f"storage.cache_dir={tiny_config(tmp_path).storage.cache_dir}", "--set", "eval.num_samples=100"]
     assert main(["evaluate", "--run", run_uri, *common]) == 0

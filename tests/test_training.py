@@ -61,6 +61,33 @@ def test_resume_continues_exactly(tmp_path):
     assert [round(m["loss_g"], 5) for m in ma] == [round(m["loss_g"], 5) for m in mb]
 
 
+def _curves(run) -> tuple[dict[str, list[tuple[int, float]]], list[int]]:
+    """The run's TensorBoard scalars and sample-grid steps, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    scalars = {k: [(e.step, e.value) for e in acc.Scalars(k)] for k in acc.Tags()["scalars"]}
+    return scalars, [e.step for e in acc.Images("samples")]
+
+
+def test_tensorboard_curves_follow_metrics_jsonl_across_a_resume(tmp_path):
+    """Every logged scalar and sample grid is in the run's event files; a resume purges the stale tail."""
+    run = tmp_path / "run"
+    train_local(tiny_config(tmp_path, "train.steps=10"), run)
+    # As if the process died after logging step 10 but before its checkpoint: resume from 5 with another lr.
+    import shutil
+
+    shutil.rmtree(run / "checkpoints" / "step_0000010")
+    train_local(tiny_config(tmp_path, "train.steps=10", "train.lr_g=1e-3"), run)
+    metrics = read_metrics(run)
+    scalars, grids = _curves(run)
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "img_per_s"} <= scalars.keys()
+    for key in ("loss_d", "loss_g"):
+        assert [(s, round(v, 4)) for s, v in scalars[key]] == [(m["step"], round(m[key], 4)) for m in metrics]
+    assert grids == [5, 10]
+
+
 def test_run_dir_layout(tmp_path):
     run = tmp_path / "run"
     train_local(tiny_config(tmp_path), run)

@@ -6,6 +6,7 @@ Path checks live here so every source fails the same way, before any file is ope
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,16 +23,31 @@ from ganray.errors import GanrayError
 
 log = logging.getLogger(__name__)
 
-SOURCES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "folder", "wds")
+@dataclass(frozen=True)
+class Source:
+    """One data source: how to load its splits, and whether `data.path` must be a local directory."""
 
-_LOADERS: dict[str, Callable[[DataConfig], Splits]] = {
-    "digits": load_digits_splits,
-    "mnist": lambda cfg: load_idx_splits(cfg, "mnist"),
-    "fashion-mnist": lambda cfg: load_idx_splits(cfg, "fashion-mnist"),
-    "cifar10": load_cifar10_splits,
-    "folder": load_folder_splits,
-    "wds": load_wds_splits,
+    load: Callable[[DataConfig, StorageConfig | None], Splits]
+    local_path: bool  # False: no path (digits), or the loader checks its own (wds reads s3:// too)
+
+
+# The one list of data sources: `data.source` is validated against it (`source()`), and adding a
+# source is one entry here.
+SOURCES: dict[str, Source] = {
+    "digits": Source(lambda cfg, storage: load_digits_splits(cfg), local_path=False),
+    "mnist": Source(lambda cfg, storage: load_idx_splits(cfg, "mnist"), local_path=True),
+    "fashion-mnist": Source(lambda cfg, storage: load_idx_splits(cfg, "fashion-mnist"), local_path=True),
+    "cifar10": Source(lambda cfg, storage: load_cifar10_splits(cfg), local_path=True),
+    "folder": Source(lambda cfg, storage: load_folder_splits(cfg), local_path=True),
+    "wds": Source(load_wds_splits, local_path=False),
 }
+
+
+def source(name: str) -> Source:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise GanrayError(f"unknown data.source {name!r}; use one of {', '.join(SOURCES)}") from None
 
 
 def check_path(cfg: DataConfig) -> None:
@@ -86,11 +102,10 @@ def load_splits(cfg: DataConfig, storage: StorageConfig | None = None) -> Splits
 
     `storage` (endpoint, region, retries) applies to sources read from S3.
     """
-    if cfg.source not in _LOADERS:
-        raise GanrayError(f"unknown data.source {cfg.source!r}; use one of {', '.join(SOURCES)}")
-    if cfg.source not in ("digits", "wds"):  # wds reads S3 prefixes too and checks its own path
+    src = source(cfg.source)
+    if src.local_path:
         check_path(cfg)
-    splits = load_wds_splits(cfg, storage) if cfg.source == "wds" else _LOADERS[cfg.source](cfg)
+    splits = src.load(cfg, storage)
     train, test = _to_model(splits.train, cfg), _to_model(splits.test, cfg)
     train, val = carve_train(train, cfg)
     return Splits(train=train, test=test, val=val)

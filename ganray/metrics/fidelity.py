@@ -19,23 +19,12 @@ from torch.utils.data import Dataset
 from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
 from ganray.metrics.extractors import Extractor
-from ganray.metrics.names import metric_name
+from ganray.metrics.names import RESULT_STEMS, check_metrics, metric_name
 
 log = logging.getLogger(__name__)
 
 MIN_SAMPLES = 20  # below this, IS splits and k-NN precision/recall say nothing
 
-# torch-fidelity result key -> ganray name stem (the extractor tag is appended).
-_NAMES = {
-    "frechet_inception_distance": "fid",
-    "inception_score_mean": "is",
-    "inception_score_std": "is_std",
-    "kernel_inception_distance_mean": "kid",
-    "kernel_inception_distance_std": "kid_std",
-    "precision": "precision",
-    "recall": "recall",
-    "f_score": "f_score",
-}
 
 
 class ImageTensorDataset(Dataset):
@@ -116,6 +105,7 @@ def compute_metrics(
     metric's authors use it): its k-NN radii are quadratic in the sample count and were the
     costliest part of a periodic evaluation at 10,000 samples.
     """
+    check_metrics(metrics)
     check_compatible(fake, real)
     cache_root = check_cache_dir(cache_dir) / "fidelity"
     real_name = f"real-{real_id}-{extractor.cache_id}"
@@ -157,4 +147,4 @@ def compute_metrics(
             prc=True,
             **common,
         ))
-    return {metric_name(_NAMES[k], extractor.tag): float(v) for k, v in raw.items() if k in _NAMES}
+    return {metric_name(RESULT_STEMS[k], extractor.tag): float(v) for k, v in raw.items() if k in RESULT_STEMS}

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+from ganray.errors import GanrayError
+
+# The one list of fidelity metrics: each `eval.metrics` name (also torch-fidelity's switch for it),
+# and the torch-fidelity results it yields under ganray's name stems. Adding a metric is one entry.
+FIDELITY: dict[str, dict[str, str]] = {
+    "fid": {"frechet_inception_distance": "fid"},
+    "isc": {"inception_score_mean": "is", "inception_score_std": "is_std"},
+    "kid": {"kernel_inception_distance_mean": "kid", "kernel_inception_distance_std": "kid_std"},
+    "prc": {"precision": "precision", "recall": "recall", "f_score": "f_score"},
+}
+# torch-fidelity result key -> ganray name stem (the extractor tag is appended).
+RESULT_STEMS: dict[str, str] = {key: stem for results in FIDELITY.values() for key, stem in results.items()}
 # Every score that depends on a feature extractor starts with one of these; `cas_val` (synthetic-trained
 # classifier accuracy on validation) depends on none, and is a score too.
-SCORE_PREFIXES = ("fid_", "is_", "kid_", "precision_", "recall_", "f_score_", "cas_val")
+SCORE_PREFIXES: tuple[str, ...] = (
+    *dict.fromkeys(f"{stem}_" for stem in RESULT_STEMS.values() if not stem.endswith("_std")), "cas_val",
+)
+
+
+def check_metrics(names: list[str]) -> list[str]:
+    """`eval.metrics` against the registry: a typo is one line before any work."""
+    bad = [n for n in names if n not in FIDELITY]
+    if bad:
+        raise GanrayError(f"unknown metric {bad[0]!r} in eval.metrics; use names from {', '.join(FIDELITY)}")
+    return names
 
 
 def metric_name(stem: str, tag: str) -> str:

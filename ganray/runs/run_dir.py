@@ -1,6 +1,7 @@
 """The run directory of docs/contracts.md, on local disk or under an s3:// prefix, with the same layout.
 
     <run>/config.yaml  metrics.jsonl  samples/step_XXXXXXX.png  checkpoints/step_XXXXXXX/  generator/
+          tensorboard/  (event files of the same scalars and grids, for people)
 
 Every file goes through a `ganray.storage` Store, so training, evaluation, reports and generation
 never branch on where the run lives; only Ray Train, which writes the checkpoints, is handed a
@@ -24,6 +25,7 @@ from ganray.config import Config, StorageConfig, dump_config, read_stored_config
 from ganray.errors import GanrayError
 from ganray.storage import Store, arrow_location, is_s3, open_store, parse_s3_uri
 from ganray.runs.checkpoint import load_checkpoint
+from ganray.runs.curves import Curves
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +168,17 @@ class RunWriter:
     lines past the last checkpoint are dropped on resume anyway, so nothing a resume needs is lost.
     """
 
-    def __init__(self, run: RunDir, rank: int = 0, flush_s: float = 30.0) -> None:
+    def __init__(self, run: RunDir, rank: int = 0, flush_s: float = 30.0, curves: bool = True) -> None:
         self.run, self.active, self.flush_s = run, rank == 0, flush_s
         self._pending: list[str] = []
         self._flushed = time.monotonic()
+        self.curves = Curves(run.store, run.local) if self.active and curves else None
 
     def metrics(self, step: int, metrics: dict) -> None:
         if not self.active:
             return
+        if self.curves is not None:
+            self.curves.scalars(step, metrics)
         line = json.dumps({"step": step, "time": round(time.time(), 3), **metrics}, sort_keys=True)
         if self.run.local is not None:
             with open(self.run.local / METRICS, "a") as f:
@@ -184,6 +189,9 @@ class RunWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Metrics and curves durable up to now (called before every checkpoint)."""
+        if self.curves is not None:
+            self.curves.flush()
         if not self.active or not self._pending:
             return
         store = self.run.store
@@ -191,11 +199,18 @@ class RunWriter:
         store.write_bytes(METRICS, "".join(l + "\n" for l in lines).encode())
         self._pending, self._flushed = [], time.monotonic()
 
+    def close(self) -> None:
+        self.flush()
+        if self.curves is not None:
+            self.curves.close()
+
     def samples(self, step: int, png: bytes) -> str | None:
         if not self.active:
             return None
         key = f"{SAMPLES}/step_{step:07d}.png"
         self.run.store.write_bytes(key, png)
+        if self.curves is not None:
+            self.curves.samples(step, png)
         return self.run.join(key)
 
 

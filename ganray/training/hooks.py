@@ -55,6 +55,9 @@ class BaseHooks:
     def samples(self, step: int, png: bytes) -> None:
         self.writer.samples(step, png)
 
+    def close(self) -> None:
+        self.writer.close()
+
     def prune(self) -> None:
         """Keep the newest `train.keep_checkpoints` and the one export selection currently prefers."""
         if self.rank == 0:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganray.config import Config
-from ganray.data import load_splits
-from ganray.metrics.evaluator import loop_evaluate
 from ganray.runs.export import export_generator
 from ganray.training.hooks import LocalHooks
-from ganray.training.loop import Worker, train_gan
+from ganray.training.host import run_loop
+from ganray.training.loop import Worker
 from ganray.runs.lock import run_lock
-from ganray.runs.run_dir import RunDir, load_latest, prepare_run_dir, truncate_metrics
+from ganray.runs.run_dir import RunDir, load_latest, prepare_run_dir
 from ganray.training.state import GANState
 
 
@@ -23,14 +22,8 @@ def train_local(cfg: Config, run_dir: Path, worker: Worker = Worker()) -> GANSta
 
 def _train(cfg: Config, run: RunDir, worker: Worker) -> GANState:
     prepare_run_dir(run, cfg)
-    splits = load_splits(cfg.data, cfg.storage)
-    data = splits.train
     found = load_latest(run)
-    resume = found[0] if found else None
-    if resume is not None:
-        truncate_metrics(run, int(resume["step"]))
-    evaluate = loop_evaluate(cfg, splits, worker.device) if worker.rank == 0 else None
-    state = train_gan(cfg, data, LocalHooks(run, worker.rank, cfg, data), worker, resume, evaluate)
+    state = run_loop(cfg, worker, lambda data: LocalHooks(run, worker.rank, cfg, data), found[0] if found else None, run)
     if worker.rank == 0:
         export_generator(run)
     return state

@@ -48,6 +48,9 @@ class Hooks(Protocol):
 
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None: ...
 
+    def close(self) -> None:
+        """After the last step, or after an error: release writers (the loop's host calls it)."""
+
 
 class NullHooks:
     """Hooks that keep nothing: for callers that only want the trained state (benchmarks, experiments)."""
@@ -57,6 +60,8 @@ class NullHooks:
     def samples(self, step: int, png: bytes) -> None: ...
 
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

@@ -26,14 +26,15 @@ from ganray.data import load_splits
 from ganray.errors import user_error
 from ganray.log import setup_logging
 from ganray.ray_session import ensure_ray
-from ganray.metrics.evaluator import domain_payload, loop_evaluate, prepare_domain
+from ganray.metrics.evaluator import domain_payload, prepare_domain
 from ganray.metrics.extractors import inception
 from ganray.models import build_models
 from ganray.runs.checkpoint import checkpoint_name, save_checkpoint
 from ganray.runs.export import export_generator
 from ganray.training.failure_policy import fail_fast_on_user_errors
 from ganray.training.hooks import BaseHooks
-from ganray.training.loop import Worker, train_gan
+from ganray.training.host import run_loop, worker_threads
+from ganray.training.loop import Worker
 from ganray.runs.run_dir import (
     CHECKPOINTS,
     RunDir,
@@ -43,7 +44,6 @@ from ganray.runs.run_dir import (
     prune_checkpoints,
     read_metrics,
     resolve_run_dir,
-    truncate_metrics,
 )
 from ganray.runs.lock import run_lock
 from ganray.runs.selection import protected
@@ -102,15 +102,10 @@ def _train_worker(config: dict) -> None:
     run: RunDir = config["run"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
+    worker_threads(cfg)
     device = ray.train.torch.get_device() if cfg.ray.use_gpu else torch.device("cpu")
-    splits = load_splits(cfg.data, cfg.storage)
-    data = splits.train
-    resume = _resume_state(run, rank, world)
-    if rank == 0 and resume is not None:
-        truncate_metrics(run, int(resume["step"]))
-    evaluate = loop_evaluate(cfg, splits, device, config.get("domain")) if rank == 0 else None
-    train_gan(cfg, data, RayHooks(run, rank, cfg, data), Worker(rank, world, device), resume, evaluate)
+    run_loop(cfg, Worker(rank, world, device), lambda data: RayHooks(run, rank, cfg, data), _resume_state(run, rank, world),
+             run, config.get("domain"))
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,13 @@ import ray.tune
 import torch
 
 from ganray.config import Config
-from ganray.data import load_splits
 from ganray.data.base import ImageDataset
 from ganray.log import setup_logging
-from ganray.metrics.evaluator import loop_evaluate
 from ganray.metrics.names import headline, metric_name
 from ganray.runs.checkpoint import load_checkpoint, save_checkpoint
 from ganray.training.hooks import checkpoint_meta
-from ganray.training.loop import Worker, train_gan
+from ganray.training.host import run_loop, worker_threads
+from ganray.training.loop import Worker
 from ganray.training.state import GANState
 from ganray.tuning.space import apply_params
 
@@ -86,6 +85,9 @@ class TuneHooks:
                 (Path(tmp) / "samples.png").write_bytes(self.grid)
             ray.tune.report({TIME_ATTR: step, **metrics}, checkpoint=ray.tune.Checkpoint.from_directory(tmp))
 
+    def close(self) -> None:
+        """Nothing to release: Tune writes each trial's TensorBoard files (its TBX logger) itself."""
+
 
 def _resume_state() -> dict | None:
     """The checkpoint Tune hands back: after a restore, a retry, or PBT's exploit of a better trial."""
@@ -102,8 +104,6 @@ def run_trial(params: dict[str, Any], base: dict, domain: dict | None) -> None:
     """The Tune trainable: `params` are the sampled dotted keys, `base` the sweep's config."""
     setup_logging(worker=True)
     cfg = trial_config(Config.model_validate(base), params)
-    torch.set_num_threads(cfg.train.threads_per_worker or max(1, int(cfg.ray.cpus_per_worker)))
+    worker_threads(cfg)
     device = torch.device("cuda") if cfg.ray.use_gpu and torch.cuda.is_available() else torch.device("cpu")
-    splits = load_splits(cfg.data, cfg.storage)
-    evaluate = loop_evaluate(cfg, splits, device, domain)
-    train_gan(cfg, splits.train, TuneHooks(cfg, splits.train), Worker(0, 1, device), _resume_state(), evaluate)
+    run_loop(cfg, Worker(0, 1, device), lambda data: TuneHooks(cfg, data), _resume_state(), domain=domain)
