@@ -34,7 +34,15 @@ class _SaveFinal:
         pass
 
     def checkpoint(self, step, state, metrics):
-        torch.save({"G": state.G.state_dict(), "D": state.D.state_dict()}, f"{self.out}/rank{self.rank}.pt")
+        import psutil
+
+        # The process group is up and in use here: among this worker's listening sockets are the
+        # rendezvous store's (rank 0) and gloo's.
+        sockets = [(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        torch.save({"G": state.G.state_dict(), "D": state.D.state_dict(), "sockets": sockets}, f"{self.out}/rank{self.rank}.pt")
+
+    def close(self):
+        pass
 
 
 def _ddp_worker(config):
@@ -54,18 +62,24 @@ def _ddp_worker(config):
 @pytest.mark.parametrize("sync_bn", [False, True])
 def test_two_worker_ddp_keeps_replicas_identical(ray_local, tmp_path, sync_bn):
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
+
+    from ganray.training.rendezvous import torch_config
+    from test_security import is_loopback
 
     cfg = tiny_config(tmp_path, "ray.num_workers=2", "train.steps=6", "train.checkpoint_every=6", f"train.sync_batchnorm={sync_bn}")
     TorchTrainer(
         _ddp_worker,
         train_loop_config={"cfg": cfg.model_dump(), "out": str(tmp_path)},
-        torch_config=TorchConfig(backend="gloo"),
+        torch_config=torch_config(use_gpu=False),  # what train_with_ray uses
         scaling_config=ScalingConfig(num_workers=2),
         run_config=RunConfig(name="ddp", storage_path=str(tmp_path / "ray"), failure_config=FailureConfig(max_failures=0)),
     ).fit()
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    # On this loopback-only cluster the rendezvous store (rank 0) and gloo (both ranks) listen on 127.0.0.1 only.
+    assert len(r0["sockets"]) >= 2 and len(r1["sockets"]) >= 1, (r0["sockets"], r1["sockets"])
+    assert [s for s in r0["sockets"] + r1["sockets"] if not is_loopback(s[0])] == []
     init = tiny_config(tmp_path)
     for net in ("G", "D"):
         params = [k for k in r0[net] if "running" not in k and "num_batches" not in k]

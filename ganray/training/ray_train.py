@@ -19,7 +19,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.torch import TorchTrainer
 
 from ganray.config import Config
 from ganray.data import load_splits
@@ -35,6 +35,7 @@ from ganray.training.failure_policy import fail_fast_on_user_errors
 from ganray.training.hooks import BaseHooks
 from ganray.training.host import run_loop, worker_threads
 from ganray.training.loop import Worker
+from ganray.training.rendezvous import torch_config
 from ganray.runs.run_dir import (
     CHECKPOINTS,
     RunDir,
@@ -144,7 +145,7 @@ def _fit(cfg: Config, run: RunDir, loop_config: dict) -> TrainOutcome:
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
+        torch_config=torch_config(cfg.ray.use_gpu),
         scaling_config=ScalingConfig(
             num_workers=cfg.ray.num_workers,
             use_gpu=cfg.ray.use_gpu,
