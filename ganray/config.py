@@ -60,6 +60,10 @@ class LossConfig(_Section):
         "(ADA uses 0.6); 0 = off, DiffAugment always applied",
     )
     ada_kimg: float = Field(100.0, gt=0.0, description="thousands of images for the adaptive probability to go from 0 to 1")
+    mode_seeking: float = Field(
+        0.0, ge=0.0, allow_inf_nan=False, description="mode-seeking regularizer (MSGAN) at this weight: G is penalized "
+        "when two noises for one label give similar images, against mode collapse; logged as ms_ratio; 0 = off",
+    )
     class_weight: float = Field(
         0.0, ge=0.0, allow_inf_nan=False, description="auxiliary classifier (AC-GAN) on D's features: D learns the "
         "classes of real images and G is pushed toward samples it reads as their label, at this weight; 0 = off",

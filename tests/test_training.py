@@ -176,3 +176,22 @@ def test_resume_refuses_a_different_model(tmp_path):
     train_local(tiny_config(tmp_path, "train.steps=5"), run)
     with pytest.raises(GanrayError, match="different model config"):
         train_local(tiny_config(tmp_path, "model.width=0.5"), run)
+
+
+def test_mode_seeking_adds_the_inverse_of_its_ratio_to_g_loss(tmp_path):
+    """loss.mode_seeking: G's loss gains weight / (image distance / noise distance) of the paired halves."""
+    from ganray.training.loop import gan_step
+    from ganray.training.state import build_state
+
+    y = torch.arange(8) % 4  # halves already share labels, so both runs see the same batch
+    real, z = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randn(8, 100)
+    out = {}
+    for weight in (0.0, 2.0):
+        cfg = tiny_config(tmp_path, f"loss.mode_seeking={weight}")
+        state = build_state(cfg, (1, 28, 28), 10, torch.device("cpu"))
+        torch.manual_seed(0)
+        out[weight] = gan_step(cfg, state, state.G, state.D, real, y, z, amp=False)
+    ratio = out[2.0]["ms_ratio"]
+    assert 0 < ratio < 10 and "ms_ratio" not in out[0.0]
+    assert torch.allclose(out[2.0]["loss_d"], out[0.0]["loss_d"])
+    assert torch.allclose(out[2.0]["loss_g"] - out[0.0]["loss_g"], 2.0 / (ratio + 1e-5), rtol=1e-4)

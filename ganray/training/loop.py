@@ -143,15 +143,18 @@ def gan_step(
     reg = state.regularizer
     p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
     out: dict[str, torch.Tensor] = {}
+    mode_seeking, half = cfg.loss.mode_seeking, n // 2
+    # Mode seeking pairs the two halves of the fake batch: same labels, different noise.
+    y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if mode_seeking and y is not None else y
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-        fake = G(z, y)
+        fake = G(z, y_fake)
         # D step: one forward over real and fake together.
         both = diff_augment(torch.cat([real, fake.detach()]), policy, p_aug)
         if class_weight:  # D's classifier head learns the real images' classes
-            logits, classes = D(both, torch.cat([y, y]), classes=True)
+            logits, classes = D(both, torch.cat([y, y_fake]), classes=True)
             logits, out["cls_d"] = logits.float(), F.cross_entropy(classes[:n].float(), y)
         else:
-            logits = D(both, None if y is None else torch.cat([y, y])).float()
+            logits = D(both, None if y is None else torch.cat([y, y_fake])).float()
         loss_d = d_loss_fn(logits[:n], logits[n:])
         if class_weight:
             loss_d = loss_d + class_weight * out["cls_d"]
@@ -168,11 +171,15 @@ def gan_step(
     d_plain.requires_grad_(False)
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
         if class_weight:  # G is pushed toward samples D's classifier reads as their label
-            fake_logits, fake_classes = d_plain(diff_augment(fake, policy, p_aug), y, classes=True)
-            out["cls_g"] = F.cross_entropy(fake_classes.float(), y)
+            fake_logits, fake_classes = d_plain(diff_augment(fake, policy, p_aug), y_fake, classes=True)
+            out["cls_g"] = F.cross_entropy(fake_classes.float(), y_fake)
             loss_g = g_loss_fn(fake_logits.float()) + class_weight * out["cls_g"]
         else:
-            loss_g = g_loss_fn(d_plain(diff_augment(fake, policy, p_aug), y).float())
+            loss_g = g_loss_fn(d_plain(diff_augment(fake, policy, p_aug), y_fake).float())
+        if mode_seeking:  # MSGAN: two noises for one label should give two different images
+            ratio = (fake[:half] - fake[half:2 * half]).abs().mean() / (z[:half] - z[half:2 * half]).abs().mean()
+            out["ms_ratio"] = ratio.detach()
+            loss_g = loss_g + mode_seeking / (ratio.float() + 1e-5)
     state.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     state.opt_g.step()
