@@ -240,6 +240,9 @@ class ExportConfig(_Section):
     )
 
 
+MAX_SAMPLES_PER_OUTPUT = 100_000_000  # about 2.4 GB of label plan at its peak
+
+
 class GenerateConfig(_Section):
     out: str | None = Field(None, description="output directory or s3://bucket/prefix for shards and manifest.json")
     num_samples: int = Field(10000, ge=1, description="samples to generate (augment: ignored, set by the data)")
@@ -265,6 +268,16 @@ class GenerateConfig(_Section):
     augment_ops: list[Literal["affine", "elastic", "color"]] = Field(
         default_factory=lambda: ["affine", "elastic"], description="augment: torchvision v2 transforms; color applies to RGB only"
     )
+
+    @field_validator("num_samples")
+    @classmethod
+    def _plannable(cls, v: int) -> int:
+        if v > MAX_SAMPLES_PER_OUTPUT:
+            raise ValueError(
+                f"generate.num_samples={v} is more than one output holds ({MAX_SAMPLES_PER_OUTPUT:,}: the shard plan keeps "
+                "every label in memory); write several outputs, each with its own generate.out and generate.seed"
+            )
+        return v
 
 
 class Config(_Section):
@@ -370,6 +383,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     tree: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise GanrayError(f"config file {str(p)!r} is a directory; pass a YAML file to --config (e.g. configs/demo.yaml)")
         if not p.is_file():
             raise GanrayError(f"config file {str(p)!r} does not exist; pass an existing YAML file to --config")
         try:

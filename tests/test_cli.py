@@ -28,11 +28,13 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
         (["--set", "data.source=folder", "--set", "data.path=/nonexistent/dir"], "'/nonexistent/dir' does not exist"),
         (["--set", "model.arch=resnet"], "unknown model.arch 'resnet'"),
         (["--config", "/nonexistent.yaml"], "does not exist"),
+        (["--config", "/"], "config file '/' is a directory; pass a YAML file to --config"),
         (["--set", "train.lr_g=.inf"], "invalid config 'train.lr_g': Input should be a finite number"),
         (["--set", "train.lr_d=.nan"], "invalid config 'train.lr_d': Input should be a finite number"),
         (["--set", "train.batch_size=33"], "invalid config: train.batch_size=33 must be divisible by ray.num_workers=2"),
         (["--set", "generate.latent_scale=0"], "invalid config 'generate.latent_scale': Input should be greater than 0"),
         (["--set", "generate.min_confidence=often"], "invalid config 'generate.min_confidence': Input should be a valid number"),
+        (["--set", "generate.num_samples=1000000000000"], "is more than one output holds (100,000,000"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, args, message):

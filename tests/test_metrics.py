@@ -270,3 +270,18 @@ def test_evaluator_samples_class_balanced_and_deterministically(digits, trained_
     assert a == b
     _, labels = sample_balanced(G, 205, 0)
     assert torch.bincount(labels).tolist() == [21] * 5 + [20] * 5
+
+
+def test_a_one_class_dataset_warns_that_domain_metrics_mean_little(tmp_path, caplog):
+    from ganray.data.base import ImageDataset
+    from ganray.metrics.domain import domain_classifier
+
+    one = ImageDataset(torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8), torch.zeros(8, dtype=torch.long), ("only",))
+    with caplog.at_level("WARNING", logger="ganray"):
+        domain_classifier(one, tmp_path, steps=2)
+    assert "the real data has one class" in caplog.text and "eval.extractor=inception" in caplog.text
+    caplog.clear()
+    two = ImageDataset(one.images, torch.arange(8) % 2, ("a", "b"))
+    with caplog.at_level("WARNING", logger="ganray"):
+        domain_classifier(two, tmp_path, steps=2)
+    assert "one class" not in caplog.text

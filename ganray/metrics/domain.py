@@ -50,6 +50,11 @@ def domain_classifier(
     train: ImageDataset, cache_dir: str | Path, steps: int = 500, seed: int = 0, test: ImageDataset | None = None
 ) -> DomainClassifier:
     """Load the cached classifier for this training data, or train and cache it."""
+    if train.num_classes < 2:
+        log.warning(
+            "the real data has one class: the domain extractor (a classifier of its classes) learns nothing, so "
+            "FID/KID/precision/recall on it mean little; use eval.extractor=inception with local weights"
+        )
     cfg = ClassifierConfig(steps=steps, seed=seed)
     key = _key(train, cfg)
     path = check_cache_dir(cache_dir) / "classifiers" / f"{key}.safetensors"

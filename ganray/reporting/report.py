@@ -149,12 +149,12 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
         G_f = _fraction_generator(rcfg, run, f, G)
         # The judge for soft labels: the domain classifier of the very real images the recipes get (cached by content).
         judge = domain_classifier(train_f, rcfg.storage.cache_dir, e.classifier_steps).model
-        log.info("report: choosing a downstream recipe on validation for %g of the real data (%d train, %d val images)",
-                 f, len(train_f), len(val_f))
+        log.info("report: choosing a downstream recipe on validation for %s of the real data (%d train, %d val images)",
+                 f"{f:.0%}", len(train_f), len(val_f))
         choice = select_recipe(G_f, train_f, val_f, e.recipes, budget, judge, progress=lambda name: log.debug("report: recipe %s", name))
         scored = score_choice(choice, G_f, train_f, full.test, budget, judge)
         scored["verdict"] = verdict(scored)
-        log.info("report: %g of the real data: %s", f, scored["verdict"])
+        log.info("report: %s of the real data: %s", f"{f:.0%}", scored["verdict"])
         low_data[f"{f:g}"] = scored
 
     figures = {}
