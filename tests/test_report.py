@@ -135,6 +135,12 @@ def test_evaluate_command_on_a_run_and_an_exported_generator(capsys, small_run, 
     # Same weights (the export is the last checkpoint's EMA G), same seed: same numbers.
     assert again["metrics"]["fid_domain"] == pytest.approx(result["metrics"]["fid_domain"], rel=1e-6)
     assert "fid_domain" in capsys.readouterr().out
+    # Another domain classifier is another feature space: the result says so, whatever the metric names.
+    other = tmp_path / "other.json"
+    assert main(["evaluate", "--generator", str(tmp / "run" / "generator"), "--out", str(other), *common,
+                 "--set", "eval.classifier_steps=20"]) == 0
+    ids = {result["extractor_id"], again["extractor_id"], json.loads(other.read_text())["extractor_id"]}
+    assert len(ids) == 2 and result["extractor_id"] == again["extractor_id"]
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,9 @@ def evaluate_source(cfg: Config, splits: Splits, source: str, G: nn.Module | Non
     return {
         "source": source,
         "extractor": evaluator.extractor.tag,
+        # The exact feature network (a domain classifier differs with its data and eval.classifier_steps):
+        # two results' metrics compare only when these match.
+        "extractor_id": evaluator.extractor.cache_id,
         "real_split": cfg.eval.real_split,
         "num_samples": n,
         "seed": cfg.eval.seed,

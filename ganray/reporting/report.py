@@ -136,7 +136,8 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
 
     log.info("report: fidelity metrics on %d samples", e.num_samples)
     domain = prepare_domain(rcfg, splits)
-    fidelity = build_evaluator(rcfg, splits, domain=domain).evaluate_generator(G, recalibrate=False)
+    evaluator = build_evaluator(rcfg, splits, domain=domain)
+    fidelity = evaluator.evaluate_generator(G, recalibrate=False)
     log.info("report: train-on-synthetic vs train-on-real over seeds %s", e.report_seeds)
     cas = tstr(G, splits.train, splits.test, e.report_samples, e.report_seeds, e.classifier_steps)
     cover = coverage(domain.model, G, e.report_samples, e.report_seeds[0], splits.train.class_names)
@@ -176,7 +177,8 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     report = {
         "run": run.uri,
         "generator": {k: loaded.info[k] for k in ("arch", "step", "data_fingerprint")},
-        "fidelity": {"extractor": e.extractor, "num_samples": e.num_samples, "real_split": e.real_split, "metrics": fidelity},
+        "fidelity": {"extractor": e.extractor, "extractor_id": evaluator.extractor.cache_id, "num_samples": e.num_samples,
+                     "real_split": e.real_split, "metrics": fidelity},
         "domain_classifier_test_accuracy": domain.test_accuracy,
         "train_on_synthetic": cas,
         "coverage": cover,
