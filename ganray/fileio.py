@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -35,3 +38,27 @@ def check_cache_dir(cache_dir: str | Path) -> Path:
             "set storage.cache_dir to a writable directory"
         ) from None
     return root
+
+
+def pid_gone(pid: int) -> bool:
+    """True when no process `pid` exists on this machine (another user's process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+def temp_dir(kind: str) -> tempfile.TemporaryDirectory:
+    """A temporary directory `ganray-<kind>-<pid>-*`, after removing those of this kind whose process is gone.
+
+    A Ray worker that is killed (Ctrl-C of the driver, SIGKILL, a lost node) never runs its
+    cleanup; the pid in the name lets the next process of this kind remove what it left.
+    """
+    for old in Path(tempfile.gettempdir()).glob(f"ganray-{kind}-*-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and pid_gone(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"ganray-{kind}-{os.getpid()}-")

@@ -56,7 +56,7 @@ def trial_lines(trial_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path, ray_local):
+def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path, ray_local, capfd):
     cfg = sweep_config(tmp_path, "asha", "tune.num_samples=6", "tune.max_concurrent=2", "tune.export_top_k=2")
     out = run_sweep(cfg)
     r = out.results
@@ -100,6 +100,9 @@ def test_asha_stops_bad_trials_early_and_the_best_generator_is_exported(tmp_path
     assert best.storage.run_name is None  # training it makes a new run, not a write into the sweep
     assert (out.sweep_dir / "fid_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
     assert r.reference["fid_domain"] < r.best.score  # real held-out data is the floor
+    # Curves: each trial's TensorBoard files live in the sweep dir, and no line points into Ray's temp dir.
+    assert len({p.parent for p in out.sweep_dir.rglob("events.out.tfevents.*")}) == 6
+    assert "tensorboard --logdir" not in "".join(capfd.readouterr())
 
 
 def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path, ray_local):

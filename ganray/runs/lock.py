@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from ganray.fileio import pid_gone
 from ganray.errors import GanrayError
 from ganray.storage.s3 import S3Store
 from ganray.runs.run_dir import RunDir
@@ -66,13 +67,7 @@ def _process_gone(holder: dict) -> bool:
     """True when the holder ran on this host and its pid no longer exists."""
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        pass
-    return False
+    return pid_gone(holder["pid"])
 
 
 @contextlib.contextmanager

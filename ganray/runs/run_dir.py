@@ -15,12 +15,12 @@ import json
 import logging
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ganray.fileio import temp_dir
 from ganray.config import Config, StorageConfig, dump_config, read_stored_config
 from ganray.errors import GanrayError
 from ganray.storage import Store, arrow_location, is_s3, open_store, parse_s3_uri
@@ -231,7 +231,7 @@ def checkpoint_files(run: RunDir, name: str) -> Iterator[Path]:
         yield run.local / CHECKPOINTS / name
         return
     store, prefix = run.store, f"{CHECKPOINTS}/{name}/"
-    with tempfile.TemporaryDirectory(prefix="ganray-ckpt-") as tmp:
+    with temp_dir("ckpt") as tmp:
         for obj in store.list(prefix):
             store.download_file(obj.key, Path(tmp, obj.key[len(prefix) :]))
         yield Path(tmp)

@@ -9,7 +9,6 @@ step (Train V2 has no `resume_from_checkpoint`).
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -21,6 +20,7 @@ import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from ganray.fileio import temp_dir
 from ganray.config import Config
 from ganray.data import load_splits
 from ganray.errors import user_error
@@ -57,7 +57,7 @@ class RayHooks(BaseHooks):
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
         report = {"step": step, **metrics}
         self.writer.flush()  # metrics up to this checkpoint are durable before it is
-        with tempfile.TemporaryDirectory(prefix="ganray-ckpt-") as tmp:
+        with temp_dir("ckpt") as tmp:
             ckpt = None
             if self.rank == 0:
                 save_checkpoint(tmp, state.state_dict(), self.meta)

@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import ray.tune
 import torch
 
+from ganray.fileio import temp_dir
 from ganray.config import Config
 from ganray.data.base import ImageDataset
 from ganray.log import setup_logging
@@ -79,7 +79,7 @@ class TuneHooks:
         self.grid = png
 
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
-        with tempfile.TemporaryDirectory(prefix="ganray-trial-") as tmp:
+        with temp_dir("trial") as tmp:
             save_checkpoint(tmp, state.state_dict(), self.meta)
             if self.grid is not None:
                 (Path(tmp) / "samples.png").write_bytes(self.grid)
