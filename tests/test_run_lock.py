@@ -92,3 +92,29 @@ def test_the_s3_lease_is_exclusive_renewed_and_taken_over_when_stale(aws_env):
         with run_lock(run):
             pass
     assert json.loads(store.read_bytes(LOCK))["token"] == "old"
+
+
+def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_ray_copies_it(tmp_path):
+    """A real full filesystem (a tiny tmpfs): one line naming the run dir, instead of a torn state.pt."""
+    import subprocess
+
+    from ganray.errors import GanrayError
+    from ganray.runs.run_dir import RunDir
+    from ganray.training.ray_train import check_room
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        run, staged = RunDir.at(small / "run"), tmp_path / "staged"
+        (small / "run").mkdir()
+        staged.mkdir()
+        (staged / "state.pt").write_bytes(b"x" * 512_000)
+        check_room(run, staged)  # 0.5 MB + 1 MB headroom fit in 2 MB
+        (staged / "state.pt").write_bytes(b"x" * 1_500_000)
+        with pytest.raises(GanrayError, match=f"no space left on {small / 'run'}; free some space"):
+            check_room(run, staged)
+        assert list((small / "run").iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

@@ -9,8 +9,9 @@ step (Train V2 has no `resume_from_checkpoint`).
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import ray
 import ray.train
@@ -21,6 +22,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from ganray.fileio import temp_dir
+from ganray.storage.local import no_space
 from ganray.config import Config
 from ganray.data import load_splits
 from ganray.errors import user_error
@@ -52,6 +54,8 @@ from ganray.training.state import GANState
 
 log = logging.getLogger(__name__)
 
+HEADROOM = 1 << 20  # bytes left free beside a checkpoint: metrics lines, sample grids, Ray's index
+
 
 class RayHooks(BaseHooks):
     def checkpoint(self, step: int, state: GANState, metrics: dict) -> None:
@@ -61,10 +65,25 @@ class RayHooks(BaseHooks):
             ckpt = None
             if self.rank == 0:
                 save_checkpoint(tmp, state.state_dict(), self.meta)
+                check_room(self.run, Path(tmp))
                 ckpt = Checkpoint.from_directory(tmp)
             # A barrier on all ranks; Ray Train persists rank 0's directory.
             ray.train.report(report, checkpoint=ckpt, checkpoint_dir_name=checkpoint_name(step))
         self.prune()  # persisted by now; Ray Train keeps every checkpoint (num_to_keep=None), ganray prunes
+
+
+def check_room(run: RunDir, staged: Path) -> None:
+    """Refuse a checkpoint the run's disk cannot hold, before Ray copies it there.
+
+    Ray Train copies the staged directory under its final name; on a full disk that leaves a torn
+    `state.pt` where a checkpoint should be, and a traceback retried `ray.max_failures` times. This
+    says "no space left on <run dir>" once, and the rerun resumes from the last whole checkpoint.
+    """
+    if run.local is None:
+        return
+    need = sum(f.stat().st_size for f in staged.rglob("*") if f.is_file())
+    if shutil.disk_usage(run.local).free < need + HEADROOM:
+        raise no_space(run.local)
 
 
 def _resume_state(run: RunDir, rank: int, world: int) -> dict | None:
