@@ -8,7 +8,9 @@ as they are, unfinished and errored ones resume from their last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -134,6 +136,25 @@ class SweepLocation:
         upload_dir(self.store, self.local, last="generator.json")
 
 
+@contextlib.contextmanager
+def _tune_output_off():
+    """Tune's console output off for one `fit()`: ganray prints its own lines and writes results.md.
+
+    Ray 2.60's new output engine prints an experiment table and a `tensorboard --logdir` line
+    into Ray's session temp dir (deleted when the run ends) whatever `verbose` says; its legacy
+    engine honours `verbose=0`. Each trial's TensorBoard files are in the sweep dir.
+    """
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = before
+
+
 def sweep_location(cfg: Config) -> SweepLocation:
     name = cfg.storage.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     root = cfg.storage.runs_dir
@@ -235,7 +256,8 @@ def run_sweep(cfg: Config) -> SweepOutcome:
         "sweep of %d trials (%s, %s search) over %s into %s",
         cfg.tune.num_samples, cfg.tune.scheduler, cfg.tune.search, ", ".join(dists), loc.uri,
     )
-    grid = tuner.fit()
+    with _tune_output_off():
+        grid = tuner.fit()
     finished = _finished_trials(loc.experiment, fs)
     if finished < cfg.tune.num_samples:
         if loc.filesystem is not None:
