@@ -168,11 +168,11 @@ class RunWriter:
     lines past the last checkpoint are dropped on resume anyway, so nothing a resume needs is lost.
     """
 
-    def __init__(self, run: RunDir, rank: int = 0, flush_s: float = 30.0, curves: bool = True) -> None:
+    def __init__(self, run: RunDir, rank: int = 0, flush_s: float = 30.0) -> None:
         self.run, self.active, self.flush_s = run, rank == 0, flush_s
         self._pending: list[str] = []
         self._flushed = time.monotonic()
-        self.curves = Curves(run.store, run.local) if self.active and curves else None
+        self.curves = Curves(run.store, run.local) if self.active else None
 
     def metrics(self, step: int, metrics: dict) -> None:
         if not self.active:
@@ -200,9 +200,9 @@ class RunWriter:
         self._pending, self._flushed = [], time.monotonic()
 
     def close(self) -> None:
-        self.flush()
         if self.curves is not None:
-            self.curves.close()
+            self.curves.close()  # flushes (on S3, uploads) its event file once
+        self.flush()
 
     def samples(self, step: int, png: bytes) -> str | None:
         if not self.active:
