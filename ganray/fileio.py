@@ -51,14 +51,20 @@ def pid_gone(pid: int) -> bool:
     return False
 
 
+_SWEPT: set[tuple[str, int]] = set()  # (kind, pid): keyed by pid too, so a forked child sweeps again
+
+
 def temp_dir(kind: str) -> tempfile.TemporaryDirectory:
     """A temporary directory `ganray-<kind>-<pid>-*`, after removing those of this kind whose process is gone.
 
     A Ray worker that is killed (Ctrl-C of the driver, SIGKILL, a lost node) never runs its
-    cleanup; the pid in the name lets the next process of this kind remove what it left.
+    cleanup; the pid in the name lets the next process of this kind remove what it left. The
+    sweep runs once per process and kind (a training worker asks for one at every checkpoint).
     """
-    for old in Path(tempfile.gettempdir()).glob(f"ganray-{kind}-*-*"):
-        pid = old.name.split("-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and pid_gone(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
+    if (kind, os.getpid()) not in _SWEPT:
+        _SWEPT.add((kind, os.getpid()))
+        for old in Path(tempfile.gettempdir()).glob(f"ganray-{kind}-*-*"):
+            pid = old.name.split("-")[2]
+            if pid.isdigit() and int(pid) != os.getpid() and pid_gone(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
     return tempfile.TemporaryDirectory(prefix=f"ganray-{kind}-{os.getpid()}-")

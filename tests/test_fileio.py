@@ -26,6 +26,9 @@ def test_a_killed_processes_temp_dir_is_removed_by_the_next_and_a_live_ones_is_k
             assert Path(tmp).name.startswith(f"ganray-testkind-{os.getpid()}-") and Path(tmp).is_dir()
             assert not left.exists() and live.exists() and other.exists()
         assert not Path(tmp).exists()
+        left.mkdir()  # the sweep ran once for this process and kind: a second temp dir does not glob again
+        with temp_dir("testkind"):
+            assert left.exists()
     finally:
         for d in (left, live, other):
             subprocess.run(["rm", "-rf", str(d)])

@@ -50,3 +50,14 @@ def test_a_bad_space_is_a_one_line_error(tmp_path, space, message):
     with pytest.raises(GanrayError) as err:
         parse_space(space_config(tmp_path, space))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("search", ["random", "optuna"])
+def test_max_concurrent_reaches_the_search_algorithm(tmp_path, search):
+    # Tune ignores max_concurrent_trials (with a warning) for the random search's generator.
+    from ganray.tuning.sweep import _search
+
+    alg = _search(tiny_config(tmp_path, f"tune.search={search}", "tune.max_concurrent=3"))
+    assert alg.max_concurrent == 3
+    unlimited = _search(tiny_config(tmp_path, f"tune.search={search}"))
+    assert getattr(unlimited, "max_concurrent", 0) == 0

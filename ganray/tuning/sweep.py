@@ -104,13 +104,18 @@ def _scheduler(cfg: Config, dists: dict[str, Dist]) -> Any:
 
 
 def _search(cfg: Config) -> Any:
+    """The search algorithm, carrying `tune.max_concurrent` itself: Tune applies
+    `max_concurrent_trials` only to a `Searcher` (Optuna) and silently ignores it for the random
+    search's BasicVariantGenerator, which takes its own `max_concurrent`."""
     if cfg.tune.search == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
-        return OptunaSearch(seed=cfg.tune.seed)
+        optuna = OptunaSearch(seed=cfg.tune.seed)
+        return ConcurrencyLimiter(optuna, max_concurrent=cfg.tune.max_concurrent) if cfg.tune.max_concurrent else optuna
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=cfg.tune.seed)
+    return BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=cfg.tune.max_concurrent or 0)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -236,7 +241,6 @@ def run_sweep(cfg: Config) -> SweepOutcome:
                 search_alg=_search(cfg),
                 scheduler=_scheduler(cfg, dists),
                 num_samples=cfg.tune.num_samples,
-                max_concurrent_trials=cfg.tune.max_concurrent or None,
                 trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
