@@ -30,17 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from ganray.config import load_config  # noqa: E402
-from ganray.data import load_splits  # noqa: E402
-from ganray.generation.plan import ShardPlan  # noqa: E402
-from ganray.generation.render import draw_samples  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
-from ganray.metrics.classifier import ClassifierConfig, Mix, accuracy, predict, train_classifier, train_mixed  # noqa: E402
-from generation_recipe import _probabilities  # noqa: E402
+from ganray.metrics.classifier import accuracy, predict, train_classifier  # noqa: E402
+from lowdata import CLASSIFIER_SEEDS, LowData  # noqa: E402
 from quality import trained_generator  # noqa: E402
 from results import record  # noqa: E402
-
-CLASSIFIER_SEEDS = (0, 1, 2)
 
 
 def _variant(text: str) -> tuple[str, list[str]]:
@@ -60,36 +54,19 @@ def main() -> int:
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ganray-bench-variants-"))
     over = [*args.overrides, f"data.train_fraction={args.fraction}"]
-    cfg = load_config(None, over)
-    splits = load_splits(cfg.data)
-    train, val, test = splits.train, splits.val, splits.test
-    k, n, steps = train.num_classes, min(5000, max(1000, 10 * len(train))), cfg.eval.classifier_steps
-    judge = train_classifier(train.images, train.labels, k, ClassifierConfig(steps=steps, seed=0))
-
-    def mixed(x: torch.Tensor | None, y: torch.Tensor | None) -> tuple[float, float]:
-        v, t = [], []
-        for cs in CLASSIFIER_SEEDS:
-            m = train_mixed(train.images, train.labels, k, None if x is None else Mix(x, y, 0.5), ClassifierConfig(steps=steps, seed=cs))
-            v.append(accuracy(m, val.images, val.labels))
-            t.append(accuracy(m, test.images, test.labels))
-        return statistics.mean(v), statistics.mean(t)
-
-    real_v, real_t = mixed(None, None)
+    data = LowData.at(over)
+    test, judge, k = data.test, data.judge, data.k
+    real_v, real_t = data.mix50(None, None)
     print(f"real only: val {real_v:.4f} test {real_t:.4f}", flush=True)
     summary = []
     for name, sets in [_variant(v) for v in args.variant or ["default:"]]:
         rows = []
         for seed in [int(s) for s in args.seeds.split(",") if s]:
             G = trained_generator([*over, *sets, f"train.seed={seed}"], 1, root, f"{name}-seed{seed}")
-            plan = ShardPlan.build(n, n, 77 + seed, [1.0] * k)
-            got = draw_samples([G], plan.labels(0), plan.members(0, 1), plan.rng(0), latent_scale=1.0,
-                               judge=_probabilities(judge) if args.filter > 0 else None, min_confidence=args.filter)
-            x, y = torch.from_numpy(got.images), torch.from_numpy(plan.labels(0))
-            v, t = mixed(x, y)
-            tstr = statistics.mean(
-                accuracy(train_classifier(x, y, k, ClassifierConfig(steps=steps, seed=cs)), test.images, test.labels)
-                for cs in CLASSIFIER_SEEDS
-            )
+            x, y = data.draw([G], 1.0, args.filter, 77 + seed)
+            v, t = data.mix50(x, y)
+            tstr = statistics.mean(accuracy(train_classifier(x, y, k, data.classifier(cs)), test.images, test.labels)
+                                   for cs in CLASSIFIER_SEEDS)
             agree = float((predict(judge, x).argmax(1) == y).float().mean())
             rows.append({"seed": seed, "val_change": v - real_v, "test_change": t - real_t, "tstr": tstr, "judge": agree})
             print(f"{name} seed {seed}: mix-50 val {100 * (v - real_v):+.2f} test {100 * (t - real_t):+.2f} points; "

@@ -26,14 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from ganray.config import load_config  # noqa: E402
-from ganray.data import load_splits  # noqa: E402
 from ganray.errors import GanrayError  # noqa: E402
-from ganray.generation.plan import ShardPlan  # noqa: E402
-from ganray.generation.render import draw_samples  # noqa: E402
 from ganray.generation.search import SearchBudget, search_generation  # noqa: E402
 from ganray.log import setup_logging  # noqa: E402
-from ganray.metrics.classifier import ClassifierConfig, Mix, accuracy, predict, train_classifier, train_mixed  # noqa: E402
+from ganray.metrics.classifier import predict  # noqa: E402
+from lowdata import LowData, probabilities  # noqa: E402
 from quality import trained_generator  # noqa: E402
 from results import record  # noqa: E402
 
@@ -47,14 +44,6 @@ ELEMENTS = {  # name -> (latent scale, min confidence, soft labels)
 }
 
 
-def _probabilities(model: torch.nn.Module):
-    @torch.no_grad()
-    def judge(x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(model.eval()(x), 1)
-
-    return judge
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fraction", type=float, default=0.1)
@@ -65,26 +54,8 @@ def main() -> int:
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ganray-bench-recipe-"))
     over = [*args.overrides, f"data.train_fraction={args.fraction}"]
-    cfg = load_config(None, over)
-    splits = load_splits(cfg.data)
-    train, val, test = splits.train, splits.val, splits.test
-    k, n = train.num_classes, min(5000, max(1000, 10 * len(train)))
-    judge = train_classifier(train.images, train.labels, k, ClassifierConfig(steps=cfg.eval.classifier_steps, seed=0))
-
-    def scores(x: torch.Tensor | None, y: torch.Tensor | None) -> tuple[float, float]:
-        v, t = [], []
-        for cs in (0, 1, 2):
-            ccfg = ClassifierConfig(steps=cfg.eval.classifier_steps, seed=cs)
-            m = train_mixed(train.images, train.labels, k, None if x is None else Mix(x, y, 0.5), ccfg)
-            v.append(accuracy(m, val.images, val.labels))
-            t.append(accuracy(m, test.images, test.labels))
-        return statistics.mean(v), statistics.mean(t)
-
-    def draw(members, scale: float, conf: float, seed: int):
-        plan = ShardPlan.build(n, n, seed, [1.0] * k)
-        got = draw_samples(members, plan.labels(0), plan.members(0, len(members)), plan.rng(0), latent_scale=scale,
-                           judge=_probabilities(judge) if conf > 0 else None, min_confidence=conf)
-        return torch.from_numpy(got.images), torch.from_numpy(plan.labels(0))
+    data = LowData.at(over)
+    cfg, val, judge, scores, draw = data.cfg, data.val, data.judge, data.mix50, data.draw
 
     real_v, real_t = scores(None, None)
     print(f"real only: val {real_v:.4f} test {real_t:.4f}", flush=True)
@@ -102,7 +73,7 @@ def main() -> int:
                 continue
             rows[name] = scores(x, predict(judge, x) if soft else y)
         found = search_generation([G], val, "auto", "auto", SearchBudget(cfg.eval.cas_samples, cfg.eval.cas_steps),
-                                  _probabilities(judge))
+                                  probabilities(judge))
         rows[f"auto ({found.latent_scale}/{found.min_confidence})"] = scores(
             *draw([G], found.latent_scale, found.min_confidence, 77 + seed))
         if len(gans) == len(seeds) and len(gans) > 1:

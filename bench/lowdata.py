@@ -1,0 +1,73 @@
+"""What the low-data benches share: the splits at a fraction, a judge trained on the real images,
+the `mix-50` score over classifier seeds, and samples drawn as the shards draw them."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ganray.config import Config, load_config
+from ganray.data import ImageDataset, load_splits
+from ganray.generation.plan import ShardPlan
+from ganray.generation.render import draw_samples
+from ganray.metrics.classifier import ClassifierConfig, Mix, accuracy, train_classifier, train_mixed
+
+CLASSIFIER_SEEDS = (0, 1, 2)
+
+
+def probabilities(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A classifier as the judge `draw_samples` takes: images in, class probabilities out."""
+
+    @torch.no_grad()
+    def judge(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model.eval()(x), 1)
+
+    return judge
+
+
+@dataclass
+class LowData:
+    cfg: Config
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset
+    judge: torch.nn.Module
+
+    @classmethod
+    def at(cls, overrides: list[str]) -> "LowData":
+        cfg = load_config(None, overrides)
+        s = load_splits(cfg.data)
+        judge = train_classifier(s.train.images, s.train.labels, s.train.num_classes, ClassifierConfig(steps=cfg.eval.classifier_steps, seed=0))
+        return cls(cfg, s.train, s.val, s.test, judge)
+
+    @property
+    def k(self) -> int:
+        return self.train.num_classes
+
+    @property
+    def n(self) -> int:
+        """Synthetic samples per classifier: 10x the real data, within [1,000, 5,000]."""
+        return min(5000, max(1000, 10 * len(self.train)))
+
+    def classifier(self, seed: int) -> ClassifierConfig:
+        return ClassifierConfig(steps=self.cfg.eval.classifier_steps, seed=seed)
+
+    def mix50(self, x: torch.Tensor | None, y: torch.Tensor | None) -> tuple[float, float]:
+        """Validation and test accuracy of real + (x, y) with half of every batch real (real only
+        when x is None), each the mean over the classifier seeds."""
+        v, t = [], []
+        for cs in CLASSIFIER_SEEDS:
+            m = train_mixed(self.train.images, self.train.labels, self.k, None if x is None else Mix(x, y, 0.5), self.classifier(cs))
+            v.append(accuracy(m, self.val.images, self.val.labels))
+            t.append(accuracy(m, self.test.images, self.test.labels))
+        return statistics.mean(v), statistics.mean(t)
+
+    def draw(self, members: list[torch.nn.Module], scale: float, conf: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` class-balanced samples and their labels; `conf` > 0 keeps those the judge gives p(label) >= conf."""
+        plan = ShardPlan.build(self.n, self.n, seed, [1.0] * self.k)
+        got = draw_samples(members, plan.labels(0), plan.members(0, len(members)), plan.rng(0), latent_scale=scale,
+                           judge=probabilities(self.judge) if conf > 0 else None, min_confidence=conf)
+        return torch.from_numpy(got.images), torch.from_numpy(plan.labels(0))
