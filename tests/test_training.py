@@ -195,3 +195,6 @@ def test_mode_seeking_adds_the_inverse_of_its_ratio_to_g_loss(tmp_path):
     assert 0 < ratio < 10 and "ms_ratio" not in out[0.0]
     assert torch.allclose(out[2.0]["loss_d"], out[0.0]["loss_d"])
     assert torch.allclose(out[2.0]["loss_g"] - out[0.0]["loss_g"], 2.0 / (ratio + 1e-5), rtol=1e-4)
+    # A one-image batch (a rank's share of a tiny batch) has no pair: no term, not a NaN.
+    one = gan_step(cfg, state, state.G, state.D, real[:1], y[:1], z[:1], amp=False)
+    assert "ms_ratio" not in one and torch.isfinite(one["loss_g"])

@@ -143,7 +143,8 @@ def gan_step(
     reg = state.regularizer
     p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
     out: dict[str, torch.Tensor] = {}
-    mode_seeking, half = cfg.loss.mode_seeking, n // 2
+    half = n // 2
+    mode_seeking = cfg.loss.mode_seeking if half else 0.0  # a one-image batch has no pair to compare
     # Mode seeking pairs the two halves of the fake batch: same labels, different noise.
     y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if mode_seeking and y is not None else y
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
