@@ -66,6 +66,18 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def generator_dir(tmp_path_factory):
+    """One exported generator for every test that generates from one (trained in-process, no Ray)."""
+    from ganray.training.local import train_local
+
+    root = tmp_path_factory.mktemp("gen")
+    # Long enough that every class is recognizable, so the quality filter has something to keep.
+    cfg = tiny_config(root, "train.steps=300", "train.checkpoint_every=300", "train.sample_every=300", "train.log_every=100")
+    train_local(cfg, root / "run")
+    return root / "run" / "generator"
+
+
+@pytest.fixture(scope="session")
 def s3():
     """A real S3 server (SeaweedFS on loopback ports, one admin identity), started on first use.
 

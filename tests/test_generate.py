@@ -27,18 +27,8 @@ from ganray.generation.plan import ShardPlan, class_counts
 from ganray.generation.pool import actor_name
 from ganray.storage import count_requests, open_store
 from ganray.runs.export import load_generator
-from ganray.training.local import train_local
 
 N, SHARD = 250, 100  # three shards, the last one short
-
-
-@pytest.fixture(scope="module")
-def generator_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gen")
-    # Long enough that every class is recognizable, so the quality filter has something to keep.
-    cfg = tiny_config(root, "train.steps=300", "train.checkpoint_every=300", "train.sample_every=300", "train.log_every=100")
-    train_local(cfg, root / "run")
-    return root / "run" / "generator"
 
 
 def gen_config(tmp_path, out: str, *extra: str):

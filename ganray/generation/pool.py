@@ -79,6 +79,7 @@ def run_pool(
     cpus: float,
     gpus: float,
     tag: str,
+    spread: bool = False,
 ) -> Iterator[ShardRecord]:
     """Records of the given shards as they finish (in completion order)."""
     if not shards:
@@ -88,7 +89,7 @@ def run_pool(
     actors: list[Any] = [
         ShardActor.options(
             name=actor_name(tag, i), num_cpus=cpus, num_gpus=gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS,
-            max_concurrency=2,
+            max_concurrency=2, scheduling_strategy="SPREAD" if spread else "DEFAULT",
         ).remote(factory_ref, store, threads)
         for i in range(min(num_actors, len(shards)))
     ]

@@ -124,7 +124,7 @@ def write_output(
         log.info("%s: %d shards to write, %d already finished", store.uri(), len(todo), len(kept))
         with tqdm(total=plan.num_samples, initial=done, unit="sample", desc="shards", smoothing=0.1) as bar:
             try:
-                for record in run_pool(factory, store, todo, actors, cpus, gpus, ident):
+                for record in run_pool(factory, store, todo, actors, cpus, gpus, ident, cfg.ray.placement == "spread"):
                     records[shard_index(record.url)] = record
                     bar.update(record.nsamples)
             except (GanrayError, ray.exceptions.RayError) as e:

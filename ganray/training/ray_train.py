@@ -122,6 +122,7 @@ def _train_worker(config: dict) -> None:
     run: RunDir = config["run"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    log.info("worker %d/%d on node %s", rank, world, ray.get_runtime_context().get_node_id()[:12])
     worker_threads(cfg)
     device = ray.train.torch.get_device() if cfg.ray.use_gpu else torch.device("cpu")
     run_loop(cfg, Worker(rank, world, device), lambda data: RayHooks(run, rank, cfg, data), _resume_state(run, rank, world),
@@ -169,6 +170,7 @@ def _fit(cfg: Config, run: RunDir, loop_config: dict) -> TrainOutcome:
             num_workers=cfg.ray.num_workers,
             use_gpu=cfg.ray.use_gpu,
             resources_per_worker={"CPU": cfg.ray.cpus_per_worker, **({"GPU": 1} if cfg.ray.use_gpu else {})},
+            placement_strategy=cfg.ray.placement.upper(),
         ),
         run_config=RunConfig(
             name=CHECKPOINTS,
