@@ -72,7 +72,11 @@ def head(tmp_path_factory, s3):
         while _ray(env, "job", "list", timeout=60, check=False).returncode != 0:
             assert proc.poll() is None and time.monotonic() < deadline, "the head did not come up"
             time.sleep(1)
+        # The job API can answer before the raylet and agents listen: wait for them, then check them all.
         sockets = listening(psutil.Process(proc.pid).children(recursive=True))
+        while len(sockets) < 5 and time.monotonic() < deadline + 60:
+            time.sleep(1)
+            sockets = listening(psutil.Process(proc.pid).children(recursive=True))
         assert len(sockets) >= 5 and [s for s in sockets if not is_loopback(s[1])] == [], sockets
         yield env, root, temp
     finally:
