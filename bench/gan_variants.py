@@ -19,20 +19,15 @@ Usage (MNIST-like folder data, 82 images per class; about 10 minutes per GAN on 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-
-from ganray.log import setup_logging  # noqa: E402
 from ganray.metrics.classifier import accuracy, predict, train_classifier  # noqa: E402
-from lowdata import CLASSIFIER_SEEDS, LowData  # noqa: E402
+from lowdata import CLASSIFIER_SEEDS, arguments, start  # noqa: E402
 from quality import trained_generator  # noqa: E402
 from results import record  # noqa: E402
 
@@ -43,25 +38,16 @@ def _variant(text: str) -> tuple[str, list[str]]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--fraction", type=float, default=0.1)
-    p.add_argument("--seeds", default="0,1,2", help="GAN training seeds")
-    p.add_argument("--set", dest="overrides", action="append", default=[], help="config override for every variant")
+    p = arguments(__doc__)
     p.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (NAME: alone = the defaults)")
     p.add_argument("--filter", type=float, default=0.0, help="judge filter: keep samples with p(label) >= this; 0 = off")
     args = p.parse_args()
-    setup_logging("WARNING")
-    torch.set_num_threads(1)
-    root = Path(tempfile.mkdtemp(prefix="ganray-bench-variants-"))
-    over = [*args.overrides, f"data.train_fraction={args.fraction}"]
-    data = LowData.at(over)
+    root, over, seeds, data, (real_v, real_t) = start(args, "variants")
     test, judge, k = data.test, data.judge, data.k
-    real_v, real_t = data.mix50(None, None)
-    print(f"real only: val {real_v:.4f} test {real_t:.4f}", flush=True)
     summary = []
     for name, sets in [_variant(v) for v in args.variant or ["default:"]]:
         rows = []
-        for seed in [int(s) for s in args.seeds.split(",") if s]:
+        for seed in seeds:
             G = trained_generator([*over, *sets, f"train.seed={seed}"], 1, root, f"{name}-seed{seed}")
             x, y = data.draw([G], 1.0, args.filter, 77 + seed)
             v, t = data.mix50(x, y)

@@ -15,22 +15,17 @@ Usage (digits at 10%; about 25 minutes for 3 seeds on 2 cores):
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-
 from ganray.errors import GanrayError  # noqa: E402
 from ganray.generation.search import SearchBudget, search_generation  # noqa: E402
-from ganray.log import setup_logging  # noqa: E402
 from ganray.metrics.classifier import predict  # noqa: E402
-from lowdata import LowData, probabilities  # noqa: E402
+from lowdata import arguments, probabilities, start  # noqa: E402
 from quality import trained_generator  # noqa: E402
 from results import record  # noqa: E402
 
@@ -45,21 +40,9 @@ ELEMENTS = {  # name -> (latent scale, min confidence, soft labels)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--fraction", type=float, default=0.1)
-    p.add_argument("--seeds", default="0,1,2", help="GAN training seeds")
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    args = p.parse_args()
-    setup_logging("WARNING")
-    torch.set_num_threads(1)
-    root = Path(tempfile.mkdtemp(prefix="ganray-bench-recipe-"))
-    over = [*args.overrides, f"data.train_fraction={args.fraction}"]
-    data = LowData.at(over)
+    args = arguments(__doc__).parse_args()
+    root, over, seeds, data, (real_v, real_t) = start(args, "recipe")
     cfg, val, judge, scores, draw = data.cfg, data.val, data.judge, data.mix50, data.draw
-
-    real_v, real_t = scores(None, None)
-    print(f"real only: val {real_v:.4f} test {real_t:.4f}", flush=True)
-    seeds = [int(s) for s in args.seeds.split(",") if s]
     gans, changes = [], {}
     for seed in seeds:
         G = trained_generator([*over, f"train.seed={seed}"], 1, root, f"seed{seed}")

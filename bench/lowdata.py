@@ -3,8 +3,11 @@ the `mix-50` score over classifier seeds, and samples drawn as the shards draw t
 
 from __future__ import annotations
 
+import argparse
 import statistics
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -13,6 +16,7 @@ from ganray.config import Config, load_config
 from ganray.data import ImageDataset, load_splits
 from ganray.generation.plan import ShardPlan
 from ganray.generation.render import draw_samples
+from ganray.log import setup_logging
 from ganray.metrics.classifier import ClassifierConfig, Mix, accuracy, train_classifier, train_mixed
 
 CLASSIFIER_SEEDS = (0, 1, 2)
@@ -71,3 +75,25 @@ class LowData:
         got = draw_samples(members, plan.labels(0), plan.members(0, len(members)), plan.rng(0), latent_scale=scale,
                            judge=probabilities(self.judge) if conf > 0 else None, min_confidence=conf)
         return torch.from_numpy(got.images), torch.from_numpy(plan.labels(0))
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The options every low-data bench takes: the real fraction, GAN seeds and config overrides."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument("--seeds", default="0,1,2", help="GAN training seeds")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="config override for every GAN")
+    return p
+
+
+def start(args: argparse.Namespace, name: str) -> tuple[Path, list[str], list[int], LowData, tuple[float, float]]:
+    """One thread, quiet logs, a scratch dir for the GANs' runs, the data at `--fraction`, and the
+    real-only baseline (printed): (root, overrides, GAN seeds, data, (val, test) real only)."""
+    setup_logging("WARNING")
+    torch.set_num_threads(1)
+    root = Path(tempfile.mkdtemp(prefix=f"ganray-bench-{name}-"))
+    over = [*args.overrides, f"data.train_fraction={args.fraction}"]
+    data = LowData.at(over)
+    real = data.mix50(None, None)
+    print(f"real only: val {real[0]:.4f} test {real[1]:.4f}", flush=True)
+    return root, over, [int(s) for s in args.seeds.split(",") if s], data, real

@@ -16,6 +16,7 @@ from pathlib import Path
 from conftest import CACHE_DIR
 from ganray.cli import main
 from ganray.runs.run_dir import read_metrics
+from test_generate import shard_files
 
 N, SHARD, STEPS = 250, 100, 40
 
@@ -29,10 +30,6 @@ def _generate_argv(tmp_path: Path, generator_dir: Path, out: Path) -> list[str]:
         f"generate.out={out}", f"generate.num_samples={N}", f"generate.shard_size={SHARD}",
         f"storage.runs_dir={tmp_path}", f"storage.cache_dir={CACHE_DIR}",
     )]
-
-
-def _shards(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.tar"))}
 
 
 def test_two_generates_and_a_train_at_once_all_complete_exactly(tmp_path, ray_local, generator_dir):
@@ -64,6 +61,6 @@ def test_two_generates_and_a_train_at_once_all_complete_exactly(tmp_path, ray_lo
     for out in ("a", "b"):
         manifest = json.loads((tmp_path / out / "manifest.json").read_text())
         assert manifest["shardlist"] == alone["shardlist"] and manifest["identity_hash"] == alone["identity_hash"]
-        assert _shards(tmp_path / out) == _shards(tmp_path / "alone")
+        assert shard_files(tmp_path / out) == shard_files(tmp_path / "alone")
     assert [m["step"] for m in read_metrics(tmp_path / "busy")] == list(range(10, STEPS + 1, 10))
     assert json.loads((tmp_path / "busy" / "generator" / "generator.json").read_text())["step"] == STEPS
