@@ -198,3 +198,23 @@ def test_mode_seeking_adds_the_inverse_of_its_ratio_to_g_loss(tmp_path):
     # A one-image batch (a rank's share of a tiny batch) has no pair: no term, not a NaN.
     one = gan_step(cfg, state, state.G, state.D, real[:1], y[:1], z[:1], amp=False)
     assert "ms_ratio" not in one and torch.isfinite(one["loss_g"])
+
+
+def test_mode_seeking_warmup_ramps_the_weight_linearly_from_zero(tmp_path):
+    """loss.mode_seeking_warmup: no term at step 0, half the weight halfway, the full weight after."""
+    from ganray.training.loop import gan_step, mode_seeking_weight
+    from ganray.training.state import build_state
+
+    loss = tiny_config(tmp_path, "loss.mode_seeking=2.0", "loss.mode_seeking_warmup=100").loss
+    assert [mode_seeking_weight(loss, s) for s in (0, 25, 50, 100, 5000)] == [0.0, 0.5, 1.0, 2.0, 2.0]
+    assert mode_seeking_weight(loss.model_copy(update={"mode_seeking_warmup": 0}), 0) == 2.0
+    cfg = tiny_config(tmp_path, "loss.mode_seeking=2.0", "loss.mode_seeking_warmup=100")
+    y, real, z = torch.arange(8) % 4, torch.rand(8, 1, 28, 28) * 2 - 1, torch.randn(8, 100)
+    out = {}
+    for step in (0, 50):
+        state = build_state(cfg, (1, 28, 28), 10, torch.device("cpu"))
+        state.step = step
+        torch.manual_seed(0)
+        out[step] = gan_step(cfg, state, state.G, state.D, real, y, z, amp=False)
+    assert "ms_ratio" not in out[0]
+    assert torch.allclose(out[50]["loss_g"] - out[0]["loss_g"], 1.0 / (out[50]["ms_ratio"] + 1e-5), rtol=1e-4)

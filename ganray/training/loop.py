@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ganray.config import Config
+from ganray.config import Config, LossConfig
 from ganray.data.base import ImageDataset, to_unit
 from ganray.errors import GanrayError
 from ganray.training.diffaugment import diff_augment
@@ -132,6 +132,14 @@ def _distributed(state: GANState, cfg: Config, worker: Worker) -> tuple[nn.Modul
     return DDP(state.G, device_ids=ids), DDP(state.D, device_ids=ids, forward_sync_buffers=False)
 
 
+def mode_seeking_weight(loss: LossConfig, step: int) -> float:
+    """loss.mode_seeking, ramped linearly over the first loss.mode_seeking_warmup steps: early on G's
+    images are alike, so the regularizer would pull toward variety before G has the classes."""
+    if not loss.mode_seeking_warmup:
+        return loss.mode_seeking
+    return loss.mode_seeking * min(1.0, step / loss.mode_seeking_warmup)
+
+
 def gan_step(
     cfg: Config, state: GANState, G: nn.Module, D: nn.Module, real: torch.Tensor, y: torch.Tensor | None,
     z: torch.Tensor, amp: bool,
@@ -144,7 +152,7 @@ def gan_step(
     p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
     out: dict[str, torch.Tensor] = {}
     half = n // 2
-    mode_seeking = cfg.loss.mode_seeking if half else 0.0  # a one-image batch has no pair to compare
+    mode_seeking = mode_seeking_weight(cfg.loss, state.step) if half else 0.0  # one image has no pair to compare
     # Mode seeking pairs the two halves of the fake batch: same labels, different noise.
     y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if mode_seeking and y is not None else y
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
