@@ -28,6 +28,7 @@ GPU = ["--set", "ray.use_gpu=true"]
 # name: (full arguments, --quick arguments, extra arguments with --gpu)
 BENCHMARKS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "train_overhead": ([], ["--steps", "100", "--repeats", "1"], GPU),
+    "step_overhead": ([], ["--steps", "150", "--repeats", "1"], []),
     "ddp_scaling": ([], ["--steps", "100", "--repeats", "1"], []),
     "eval_cost": ([], ["--train-steps", "60", "--repeats", "2"], []),
     "generate_throughput": ([], ["--samples", "40000"], []),  # fewer amortize actor start-up too little

@@ -103,6 +103,10 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(600, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
     amp: Literal["none", "bf16"] = Field("none", description="bf16 autocast, GPU only")
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
+        "none", description="torch.compile G and D in this mode (reduce-overhead: CUDA graphs on GPU); the first "
+        "steps pay the compile time",
+    )
     channels_last: bool = Field(True, description="NHWC memory format for G and D (oneDNN on CPU, tensor cores on GPU)")
     sync_batchnorm: bool = Field(
         False, description="with several workers, G's BatchNorm uses the global batch's statistics (2 all-reduces per layer per step)",

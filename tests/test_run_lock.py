@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from conftest import tiny_config
 from ganray.errors import GanrayError
@@ -94,27 +95,48 @@ def test_the_s3_lease_is_exclusive_renewed_and_taken_over_when_stale(aws_env):
     assert json.loads(store.read_bytes(LOCK))["token"] == "old"
 
 
-def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_ray_copies_it(tmp_path):
-    """A real full filesystem (a tiny tmpfs): one line naming the run dir, instead of a torn state.pt."""
-    import subprocess
+def test_a_full_disk_stops_train_with_one_line_and_the_rerun_resumes_from_the_last_checkpoint(tmp_path, capsys, ray_local):
+    """A real full filesystem (a tmpfs with room for one checkpoint): `train` says "no space left on
+    <run>" once, before Ray copies a checkpoint it would tear, and after the disk grows the same
+    command resumes from the last whole checkpoint and finishes."""
+    from conftest import CACHE_DIR
+    from ganray.cli import main
+    from ganray.runs.checkpoint import save_checkpoint
+    from ganray.runs.run_dir import checkpoint_names, read_metrics
+    from ganray.training.loop import gan_step
+    from ganray.training.ray_train import HEADROOM
+    from ganray.training.state import build_state
 
-    from ganray.errors import GanrayError
-    from ganray.runs.run_dir import RunDir
-    from ganray.training.ray_train import check_room
-
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], capture_output=True).returncode:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
+
+    def train(steps: int) -> int:
+        sets = ["model.width=0.25", "train.batch_size=32", f"train.steps={steps}", "train.log_every=10",
+                "train.sample_every=100", "train.checkpoint_every=10", "ray.num_workers=1", f"storage.runs_dir={disk}",
+                "storage.run_name=run", f"storage.cache_dir={CACHE_DIR}", "eval.every=0"]
+        return main(["train", *(a for x in sets for a in ("--set", x))])
+
     try:
-        run, staged = RunDir.at(small / "run"), tmp_path / "staged"
-        (small / "run").mkdir()
-        staged.mkdir()
-        (staged / "state.pt").write_bytes(b"x" * 512_000)
-        check_room(run, staged)  # 0.5 MB + 1 MB headroom fit in 2 MB
-        (staged / "state.pt").write_bytes(b"x" * 1_500_000)
-        with pytest.raises(GanrayError, match=f"no space left on {small / 'run'}; free some space"):
-            check_room(run, staged)
-        assert list((small / "run").iterdir()) == []
+        # Room for one checkpoint (its size after a step, Adam's moments included) and the run's
+        # small files, not for a second one.
+        cfg = tiny_config(tmp_path)
+        state = build_state(cfg, (1, 28, 28), 10, torch.device("cpu"))
+        x = torch.rand(32, 1, 28, 28) * 2 - 1
+        gan_step(cfg, state, state.G, state.D, x, torch.arange(32) % 10, torch.randn(32, cfg.model.z_dim), amp=False)
+        save_checkpoint(tmp_path / "probe", state.state_dict(), {})
+        size = sum(f.stat().st_size for f in (tmp_path / "probe").iterdir())
+        subprocess.run(["mount", "-o", f"remount,size={size + HEADROOM + size // 2}", str(disk)], check=True)
+        run = disk / "run"
+        assert train(20) == 2  # the step-10 checkpoint fits, step 20's does not
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(f"ganray train: error: no space left on {run}"), last
+        assert checkpoint_names(RunDir.at(run)) == ["step_0000010"]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        assert train(20) == 0
+        assert "resuming at step 10 of 20" in capsys.readouterr().err
+        assert [m["step"] for m in read_metrics(RunDir.at(run))] == [10, 20]
+        assert json.loads((run / "generator" / "generator.json").read_text())["step"] == 20
     finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
+        subprocess.run(["umount", str(disk)], capture_output=True)

@@ -218,3 +218,23 @@ def test_mode_seeking_warmup_ramps_the_weight_linearly_from_zero(tmp_path):
         out[step] = gan_step(cfg, state, state.G, state.D, real, y, z, amp=False)
     assert "ms_ratio" not in out[0]
     assert torch.allclose(out[50]["loss_g"] - out[0]["loss_g"], 1.0 / (out[50]["ms_ratio"] + 1e-5), rtol=1e-4)
+
+
+def test_a_compiled_step_gives_the_eager_steps_losses(tmp_path, digits):
+    """train.compile: the same G and D under torch.compile give the same losses, step by step."""
+    from ganray.training.loop import NullHooks, train_gan
+
+    class Lines(NullHooks):
+        def __init__(self) -> None:
+            self.lines: list[dict] = []
+
+        def log(self, step: int, metrics: dict) -> None:
+            self.lines.append(metrics)
+
+    losses = {}
+    for mode in ("none", "default"):
+        hooks = Lines()
+        train_gan(tiny_config(tmp_path, "train.steps=3", "train.log_every=1", f"train.compile={mode}"), digits.train, hooks)
+        losses[mode] = torch.tensor([[m["loss_d"], m["loss_g"]] for m in hooks.lines])
+    assert losses["none"].shape == (3, 2)
+    assert torch.allclose(losses["default"], losses["none"], atol=1e-4, rtol=1e-4), losses

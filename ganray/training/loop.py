@@ -8,6 +8,7 @@ continues exactly as the uninterrupted run would have: the checkpoint's step *is
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -68,16 +69,32 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
 
 
+def seed_device(device: torch.device, seed: int) -> None:
+    """Seed the generator this step draws from (z, DiffAugment): the same numbers `torch.manual_seed`
+    gives, without its visit to every device backend (~0.1 ms of host time per step)."""
+    if device.type == "cuda":
+        torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()].manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
+
+
 def batch_indices(n: int, global_batch: int, step: int, seed: int, rank: int, world: int) -> torch.Tensor:
     """This rank's slice of the global batch for `step`: epochs of shuffled, disjoint batches."""
     per_epoch = max(1, n // global_batch)
     epoch, offset = divmod(step, per_epoch)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     reps = math.ceil(global_batch / n)
-    perm = torch.cat([torch.randperm(n, generator=gen) for _ in range(reps)])
+    perm = _epoch_order(n, seed, epoch, reps)
     batch = perm[offset * global_batch : (offset + 1) * global_batch] if reps == 1 else perm[:global_batch]
     local = global_batch // world
     return batch[rank * local : (rank + 1) * local]
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n: int, seed: int, epoch: int, reps: int) -> torch.Tensor:
+    """The epoch's shuffled order, drawn once per epoch, not per step (a randperm of n each step
+    costs the host ~0.5 ms on a 60,000-image set)."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.cat([torch.randperm(n, generator=gen) for _ in range(reps)])
 
 
 def _module(m: nn.Module) -> nn.Module:
@@ -218,6 +235,9 @@ def train_gan(
     state = build_state(cfg, data.shape, data.num_classes, device, worker.world)
     if resume is not None:
         _resume(state, resume, cfg)
+    if t.compile != "none":  # in place, so state dicts, EMA and DDP see the same modules
+        for m in (state.G, state.D):
+            m.compile(mode=t.compile)
     G, D = _distributed(state, cfg, worker)
     # uint8 in memory, converted per batch. On a GPU the whole set moves there once (a few MB to a
     # few hundred for these image sizes), so no step waits on a host-to-device copy.
@@ -232,7 +252,7 @@ def train_gan(
 
     while state.step < t.steps:
         s = state.step
-        torch.manual_seed(step_seed(t.seed, s, worker.rank))
+        seed_device(device, step_seed(t.seed, s, worker.rank))
         idx = batch_indices(len(images), t.batch_size, s, t.seed, worker.rank, worker.world)
         idx = idx.to(images.device)
         real = to_unit(images[idx])

@@ -75,8 +75,6 @@ def build_state(
 def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
     """EMA of weights, warmed up so early averages are not dominated by the random init."""
     d = min(decay, (1.0 + step) / (10.0 + step))
-    ema_p = [p for p in ema.parameters()]
-    src_p = [p.detach() for p in model.parameters()]
-    torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
-    for b_ema, b in zip(ema.buffers(), model.buffers()):
-        b_ema.copy_(b)
+    # One fused call per list, not a Python loop per tensor (the host's cost on a GPU).
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1.0 - d)
+    torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
