@@ -68,7 +68,7 @@ def small_run(tmp_path_factory):
     return tmp, cfg
 
 
-def test_report_writes_markdown_json_and_figures(ray_local, small_run):
+def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     from ganray.reporting.report import build_report
 
     tmp, _ = small_run
@@ -76,7 +76,10 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run):
         tmp, "eval.report_fractions=[0.5, 1.0]", "eval.report_seeds=[0, 1]", "eval.report_samples=200",
         "eval.classifier_steps=30", "eval.num_samples=100", "eval.recipes=[mix-50-soft]", "eval.report_steps=scaled",
     )
-    built = build_report(cfg, tmp / "run")
+    with caplog.at_level("INFO", logger="ganray"):
+        built = build_report(cfg, tmp / "run")
+    # Fractions read as percentages ("with 1 of the real data" was the old line).
+    assert "report: 50% of the real data: " in caplog.text and "report: 100% of the real data: " in caplog.text
     out = Path(built.uri)
     assert out == tmp / "run" / "report"
     report = json.loads((out / "report.json").read_text())
