@@ -87,7 +87,8 @@ def node_sockets(procs: list[subprocess.Popen]) -> list[tuple[str, str, int]]:
 @pytest.fixture(scope="module")
 def head(tmp_path_factory, s3):
     """A head and a worker node (2 CPUs each) on 127.0.0.1 with their own ports, temp dirs and auth
-    token; stopped at the end. Yields (env for `ray` commands, root, [head, worker temp dir], nodes).
+    token; stopped at the end. Yields (env for `ray` commands, root, [head, worker temp dir],
+    [head, worker `ray start` process]).
 
     Their processes see the test S3 server through AWS_* variables, as cluster nodes see S3 through
     their instance profile.
