@@ -14,7 +14,7 @@ Usage (MNIST-like folder data, 82 images per class; about 10 minutes per GAN on 
 
     .venv/bin/python bench/gan_variants.py --fraction 0.34 --seeds 0,1,2 \\
         --set data.source=folder --set data.path=DIR \\
-        --variant default: --variant mode_seeking:loss.mode_seeking=1.0 [--filter 0.5]
+        --variant off:loss.mode_seeking=0,loss.class_weight=0 --variant default: [--filter 0.5]
 """
 
 from __future__ import annotations

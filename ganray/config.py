@@ -61,17 +61,18 @@ class LossConfig(_Section):
     )
     ada_kimg: float = Field(100.0, gt=0.0, description="thousands of images for the adaptive probability to go from 0 to 1")
     mode_seeking: float = Field(
-        0.0, ge=0.0, allow_inf_nan=False, description="mode-seeking regularizer (MSGAN) at this weight: G is penalized "
+        1.0, ge=0.0, allow_inf_nan=False, description="mode-seeking regularizer (MSGAN) at this weight: G is penalized "
         "when two noises for one label give similar images, against mode collapse (raised train-on-synthetic on "
-        "digits and MNIST at 2,400 steps; slows short runs); logged as ms_ratio; 0 = off",
+        "digits and MNIST at 2,400 steps); logged as ms_ratio; 0 = off",
     )
     mode_seeking_warmup: int = Field(
-        0, ge=0, description="steps over which the mode-seeking weight rises linearly from 0 to loss.mode_seeking, "
+        1200, ge=0, description="steps over which the mode-seeking weight rises linearly from 0 to loss.mode_seeking, "
         "so G learns the classes before it is pushed toward variety; 0 = full weight from the first step",
     )
-    class_weight: float = Field(
-        0.0, ge=0.0, allow_inf_nan=False, description="auxiliary classifier (AC-GAN) on D's features: D learns the "
-        "classes of real images and G is pushed toward samples it reads as their label, at this weight; 0 = off",
+    class_weight: float | None = Field(
+        None, ge=0.0, allow_inf_nan=False, description="auxiliary classifier (AC-GAN) on D's features: D learns the "
+        "classes of real images and G is pushed toward samples it reads as their label, at this weight; 0 = off; "
+        "unset = 1.0 on class-conditional models, off on unconditional ones",
     )
 
     @field_validator("diffaugment")

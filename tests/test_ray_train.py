@@ -158,7 +158,8 @@ def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, 
     assert [m["step"] for m in lines if "fid_domain" in m] == [10, 20]
     assert checkpoint_names(out.run) == ["step_0000020", "step_0000015", "step_0000010"]
     exported = load_generator(out.generator)
-    assert exported.info["step"] == 20 and exported.info["metrics"]["fid_domain"] == lines[-1]["fid_domain"]
+    best = max((m for m in lines if "cas_val" in m), key=lambda m: m["cas_val"])  # export.select=cas_val, across the resume
+    assert exported.info["step"] == best["step"] and exported.info["metrics"]["fid_domain"] == best["fid_domain"]
     assert exported.fingerprint == load_run_generator(out.run).fingerprint
     curves = [o.key for o in store.list("tensorboard/")]  # staged locally, uploaded at each checkpoint
     assert len(curves) == 2 and all(k.startswith("tensorboard/events.out.tfevents.") for k in curves), curves
@@ -166,7 +167,7 @@ def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, 
     common = ["--set", f"storage.cache_dir={tiny_config(tmp_path).storage.cache_dir}", "--set", "eval.num_samples=100"]
     assert main(["evaluate", "--run", run_uri, *common]) == 0
     result = json.loads(store.read_bytes("evaluation.json"))
-    assert result["source"] == f"run:{run_uri}" and result["generator_step"] == 20 and result["metrics"]["fid_domain"] > 0
+    assert result["source"] == f"run:{run_uri}" and result["generator_step"] == best["step"] and result["metrics"]["fid_domain"] > 0
     shards = f"{root}/shards"
     assert main(["generate", "--generator", f"{run_uri}/generator", "--out", shards, "--set", "generate.num_samples=40",
                  "--set", "generate.shard_size=20", "--set", "generate.num_actors=1"]) == 0
@@ -181,7 +182,7 @@ def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, 
 
     # A corrupt latest checkpoint on S3 is skipped, and the warning names it by its S3 URI.
     store.write_bytes("checkpoints/step_0000020/state.pt", b"torn")
-    assert load_run_generator(RunDir.at(run_uri)).info["step"] == 15
+    assert load_run_generator(RunDir.at(run_uri), select="last").info["step"] == 15
     assert f"{run_uri}/checkpoints/step_0000020/state.pt" in caplog.text and "fails its checksum" in caplog.text
 
 

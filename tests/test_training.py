@@ -187,7 +187,7 @@ def test_mode_seeking_adds_the_inverse_of_its_ratio_to_g_loss(tmp_path):
     real, z = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randn(8, 100)
     out = {}
     for weight in (0.0, 2.0):
-        cfg = tiny_config(tmp_path, f"loss.mode_seeking={weight}")
+        cfg = tiny_config(tmp_path, f"loss.mode_seeking={weight}", "loss.mode_seeking_warmup=0")
         state = build_state(cfg, (1, 28, 28), 10, torch.device("cpu"))
         torch.manual_seed(0)
         out[weight] = gan_step(cfg, state, state.G, state.D, real, y, z, amp=False)

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from ganray.config import ModelConfig
+from ganray.config import LossConfig, ModelConfig
 from ganray.errors import GanrayError
 from ganray.models.conditional import ConditionalGenerator, ProjectionDiscriminator
 from ganray.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -49,6 +49,14 @@ def get_arch(name: str) -> Arch:
 
 def build_generator(cfg: ModelConfig, image_shape: Shape, num_classes: int) -> nn.Module:
     return get_arch(cfg.arch).generator(cfg, image_shape, num_classes)
+
+
+def class_weight(model: ModelConfig, loss: LossConfig) -> float:
+    """loss.class_weight as training applies it: unset means on (1.0) for a class-conditional model
+    (it keeps mode seeking's variety within the label) and off for an unconditional one (no labels)."""
+    if loss.class_weight is None:
+        return 1.0 if get_arch(model.arch).conditional else 0.0
+    return loss.class_weight
 
 
 def build_models(

@@ -26,6 +26,7 @@ from ganray.data.base import ImageDataset, to_unit
 from ganray.errors import GanrayError
 from ganray.training.diffaugment import diff_augment
 from ganray.training.losses import LOSSES
+from ganray.models import class_weight
 from ganray.models.sampling import fixed_inputs, generate, grid_png, recalibrate_batchnorm
 from ganray.training.sync_bn import cross_replica_batchnorm
 from ganray.training.state import GANState, build_state, update_ema
@@ -163,7 +164,7 @@ def gan_step(
 ) -> dict[str, torch.Tensor]:
     """One D update and one G update on this rank's batch; returns the values to log (tensors, no sync)."""
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss.kind]
-    policy, class_weight, n = cfg.loss.diffaugment, cfg.loss.class_weight, len(real)
+    policy, cls_weight, n = cfg.loss.diffaugment, class_weight(cfg.model, cfg.loss), len(real)
     device_type = real.device.type
     reg = state.regularizer
     p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
@@ -176,14 +177,14 @@ def gan_step(
         fake = G(z, y_fake)
         # D step: one forward over real and fake together.
         both = diff_augment(torch.cat([real, fake.detach()]), policy, p_aug)
-        if class_weight:  # D's classifier head learns the real images' classes
+        if cls_weight:  # D's classifier head learns the real images' classes
             logits, classes = D(both, torch.cat([y, y_fake]), classes=True)
             logits, out["cls_d"] = logits.float(), F.cross_entropy(classes[:n].float(), y)
         else:
             logits = D(both, None if y is None else torch.cat([y, y_fake])).float()
         loss_d = d_loss_fn(logits[:n], logits[n:])
-        if class_weight:
-            loss_d = loss_d + class_weight * out["cls_d"]
+        if cls_weight:
+            loss_d = loss_d + cls_weight * out["cls_d"]
         if reg is not None:
             loss_d = loss_d + reg.penalty(logits[:n], logits[n:])
     state.opt_d.zero_grad(set_to_none=True)
@@ -196,10 +197,10 @@ def gan_step(
     d_plain = _module(D)
     d_plain.requires_grad_(False)
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-        if class_weight:  # G is pushed toward samples D's classifier reads as their label
+        if cls_weight:  # G is pushed toward samples D's classifier reads as their label
             fake_logits, fake_classes = d_plain(diff_augment(fake, policy, p_aug), y_fake, classes=True)
             out["cls_g"] = F.cross_entropy(fake_classes.float(), y_fake)
-            loss_g = g_loss_fn(fake_logits.float()) + class_weight * out["cls_g"]
+            loss_g = g_loss_fn(fake_logits.float()) + cls_weight * out["cls_g"]
         else:
             loss_g = g_loss_fn(d_plain(diff_augment(fake, policy, p_aug), y_fake).float())
         if mode_seeking:  # MSGAN: two noises for one label should give two different images

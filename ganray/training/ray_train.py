@@ -30,7 +30,7 @@ from ganray.log import setup_logging
 from ganray.ray_session import ensure_ray
 from ganray.metrics.evaluator import domain_payload, prepare_domain
 from ganray.metrics.extractors import inception
-from ganray.models import build_models
+from ganray.models import build_models, class_weight
 from ganray.runs.checkpoint import checkpoint_name, save_checkpoint
 from ganray.runs.export import export_generator
 from ganray.training.failure_policy import fail_fast_on_user_errors
@@ -144,7 +144,7 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
     # Fail fast on bad data or model settings: a worker's error would cost a Ray start and retries.
     splits = load_splits(cfg.data, cfg.storage)
     data = splits.train
-    build_models(cfg.model, data.shape, data.num_classes, classifier_head=cfg.loss.class_weight > 0)
+    build_models(cfg.model, data.shape, data.num_classes, classifier_head=class_weight(cfg.model, cfg.loss) > 0)
     loop_config: dict = {"cfg": cfg.model_dump()}
     if cfg.eval.every > 0:
         # Resolve the extractor here, once: workers get the driver's exact classifier (or a checked weights file).

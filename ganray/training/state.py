@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ganray.config import Config
-from ganray.models import build_models
+from ganray.models import build_models, class_weight
 from ganray.training.regularizers import LowDataRegularizer
 
 
@@ -56,7 +56,7 @@ def build_state(
     cfg: Config, image_shape: tuple[int, int, int], num_classes: int, device: torch.device, world: int = 1
 ) -> GANState:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    G, D = build_models(cfg.model, image_shape, num_classes, classifier_head=cfg.loss.class_weight > 0)
+    G, D = build_models(cfg.model, image_shape, num_classes, classifier_head=class_weight(cfg.model, cfg.loss) > 0)
     G, D = G.to(device), D.to(device)
     if cfg.train.channels_last:  # +8-11% img/s on a 2-core CPU (README, Benchmarks); the values are unchanged
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)

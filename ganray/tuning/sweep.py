@@ -24,7 +24,7 @@ from ganray.data.base import Splits
 from ganray.errors import GanrayError
 from ganray.metrics.evaluator import build_evaluator, domain_payload, prepare_domain
 from ganray.metrics.fidelity import MIN_SAMPLES
-from ganray.models import build_models
+from ganray.models import build_models, class_weight
 from ganray.storage import Store, arrow_location, is_s3, open_store, upload_dir
 from ganray.tuning.results import SweepResults, summarize
 from ganray.tuning.space import Dist, parse_space, to_ray
@@ -218,7 +218,7 @@ def run_sweep(cfg: Config) -> SweepOutcome:
     for key, dist in dists.items():  # every architecture the space can pick must build for this data
         for value in dist.probes() if key.startswith("model.") else []:
             probe = trial_config(cfg, {key: value})
-            build_models(probe.model, splits.train.shape, splits.train.num_classes, probe.loss.class_weight > 0)
+            build_models(probe.model, splits.train.shape, splits.train.num_classes, class_weight(probe.model, probe.loss) > 0)
     loc = sweep_location(cfg)
     resuming = _prepare_sweep_dir(loc, cfg)
     domain, reference = _prepare_evaluation(cfg, splits)
