@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from ganray.log import setup_logging  # noqa: E402
 from ganray.metrics.evaluator import evaluate_source  # noqa: E402
 from ganray.metrics.utility import tstr  # noqa: E402
 from quality import trained_generator  # noqa: E402
-from results import record  # noqa: E402
+from results import mean_std, record  # noqa: E402
 
 BASE_BATCH = 64  # train.batch_size's default: the learning rates' reference point
 RULES = {"sqrt": lambda r: math.sqrt(r), "linear": lambda r: r, "none": lambda r: 1.0}
@@ -83,11 +82,7 @@ def main() -> int:
             print(f"batch {batch} seed {seed} ({' '.join(sets)}): tstr {r['ratio']:.4f}x fid_domain {fid:.2f} "
                   f"({train_s:.0f} s)", flush=True)
 
-        def ms(key: str) -> tuple[float, float]:
-            vals = [r[key] for r in per_seed]
-            return statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
-
-        (t, t_sd), (f, f_sd) = ms("tstr"), ms("fid")
+        (t, t_sd), (f, f_sd) = (mean_std([r[key] for r in per_seed]) for key in ("tstr", "fid"))
         summary.append({"batch": batch, "rule": args.rule, "seeds": len(per_seed), "tstr": t, "tstr_std": t_sd, "fid": f, "fid_std": f_sd})
         print(f"batch {batch} over {len(per_seed)} seed(s): tstr {t:.4f} ± {t_sd:.4f}x, fid_domain {f:.2f} ± {f_sd:.2f}", flush=True)
     record("batch_scaling", summary + rows, [])

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ganray.metrics.classifier import accuracy, predict, train_classifier  # noqa: E402
 from lowdata import CLASSIFIER_SEEDS, arguments, start  # noqa: E402
 from quality import trained_generator  # noqa: E402
-from results import record  # noqa: E402
+from results import mean_std, record  # noqa: E402
 
 
 def _variant(text: str) -> tuple[str, list[str]]:
@@ -59,8 +59,7 @@ def main() -> int:
                   f"tstr {tstr:.4f} ({tstr / real_t:.3f}x); judge {agree:.3f}", flush=True)
 
         def ms(key: str) -> tuple[float, float]:
-            vals = [r[key] for r in rows]
-            return statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
+            return mean_std([r[key] for r in rows])
 
         (dt, sd), (ts, ts_sd) = ms("test_change"), ms("tstr")
         summary.append({"variant": name, "sets": sets, "filter": args.filter, "seeds": len(rows), "rows": rows,

@@ -27,7 +27,7 @@ from ganray.generation.search import SearchBudget, search_generation  # noqa: E4
 from ganray.metrics.classifier import predict  # noqa: E402
 from lowdata import arguments, probabilities, start  # noqa: E402
 from quality import trained_generator  # noqa: E402
-from results import record  # noqa: E402
+from results import mean_std, record  # noqa: E402
 
 ELEMENTS = {  # name -> (latent scale, min confidence, soft labels)
     "plain": (1.0, 0.0, False),
@@ -68,7 +68,7 @@ def main() -> int:
     summary = []
     for name, ch in changes.items():
         dv, dt = [c[0] for c in ch], [c[1] for c in ch]
-        sd = statistics.stdev(dt) if len(dt) > 1 else 0.0
+        sd = mean_std(dt)[1]
         summary.append({"element": name, "seeds": len(ch), "val_change": statistics.mean(dv), "test_change": statistics.mean(dt), "test_std": sd})
         print(f"{name:10s} over {len(ch)} seed(s): val {100 * statistics.mean(dv):+.2f}  test {100 * statistics.mean(dt):+.2f} ± {100 * sd:.2f} points")
     record("generation_recipe", summary, [])

@@ -16,6 +16,13 @@ from pathlib import Path
 RESULTS = Path(os.environ.get("GANRAY_BENCH_RESULTS") or Path(__file__).with_name("results.json"))
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std over seeds (std 0 for one seed: say how many seeds stand behind a figure)."""
+    import statistics
+
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 @dataclass(frozen=True)
 class Check:
     measure: str  # what was compared, e.g. "Ray Train / plain loop, 1 thread"

@@ -17,6 +17,19 @@ torch.set_num_threads(2)
 CACHE_DIR = tempfile.mkdtemp(prefix="ganray-test-cache-")
 
 
+def set_args(*pairs: str) -> list[str]:
+    """`--set` arguments for a CLI argv: set_args("a.b=1", "c.d=2") -> ["--set", "a.b=1", "--set", "c.d=2"]."""
+    return [a for p in pairs for a in ("--set", p)]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """`ganray ARGV...` in this process: (exit code, stderr stripped)."""
+    from ganray.cli import main
+
+    code = main(list(argv))
+    return code, capsys.readouterr().err.strip()
+
+
 def tiny_config(tmp_path, *overrides: str) -> Config:
     """A config small enough to train in seconds on 2 CPUs."""
     base = [

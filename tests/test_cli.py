@@ -10,11 +10,7 @@ from pathlib import Path
 import pytest
 
 from ganray.cli import main
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    return code, capsys.readouterr().err.strip()
+from conftest import run_cli, set_args
 
 
 @pytest.mark.parametrize(
@@ -122,7 +118,7 @@ def test_demo_runs_the_whole_pipeline_and_summarizes_it(capsys, tmp_path, ray_lo
         "eval.cas_samples=200", "eval.cas_steps=20",
         "generate.num_samples=250", "generate.shard_size=100", "generate.num_actors=1",
     ]
-    assert main(["demo", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["demo", *set_args(*sets)]) == 0
     out = capsys.readouterr().out
     assert "fid_domain" in out and "precision_domain" in out and "is_domain" in out
     real = float(out.split("real-data accuracy")[1].split()[0])
@@ -153,7 +149,7 @@ def test_ctrl_c_stops_training_cleanly_and_the_same_command_resumes(tmp_path, ra
         "train.checkpoint_every=20", "ray.num_workers=1", f"storage.runs_dir={tmp_path}", "storage.run_name=run",
         f"storage.cache_dir={CACHE_DIR}", "eval.every=0", f"ray.address={ray_local.get_runtime_context().gcs_address}",
     ]
-    argv = ["train", *(a for s in sets for a in ("--set", s))]
+    argv = ["train", *set_args(*sets)]
     proc = subprocess.Popen([sys.executable, "-m", "ganray.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     ckpt = tmp_path / "run" / "checkpoints" / "step_0000040" / "meta.json"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 
-from conftest import CACHE_DIR
+from conftest import CACHE_DIR, set_args
 from ganray.console import MARK, DriverConsole
 
 BATCH = {
@@ -79,7 +79,7 @@ def test_a_cli_train_shows_ganray_lines_only(tmp_path, ray_local):
         "ray.num_workers=1", f"storage.runs_dir={tmp_path}", "storage.run_name=run", f"storage.cache_dir={CACHE_DIR}",
         "eval.every=0", f"ray.address={ray_local.get_runtime_context().gcs_address}",
     ]
-    out = subprocess.run([sys.executable, "-m", "ganray", "train", *(a for s in sets for a in ("--set", s))],
+    out = subprocess.run([sys.executable, "-m", "ganray", "train", *set_args(*sets)],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ganray.cli import main
 from ganray.config import Config, load_config
 from ganray.errors import GanrayError
+from conftest import set_args
 
 SECTIONS = ["data", "model", "loss", "train", "eval", "storage", "ray", "tune", "generate"]
 KEYS = sorted({k for s in SECTIONS for k in Config.model_fields[s].annotation.model_fields} | {"nope", "x"})
@@ -69,7 +70,7 @@ def test_any_overrides_load_or_are_a_one_line_error(sets):
 @given(sets=overrides.filter(bool))
 def test_the_cli_exits_2_with_one_line_for_bad_overrides(capsys, sets):
     """`ganray evaluate` validates the config before doing any work, so only config errors reach here."""
-    args = [a for s in sets for a in ("--set", s)]
+    args = set_args(*sets)
     try:
         load_config(None, sets)
     except GanrayError:

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CACHE_DIR, tiny_config
-from ganray.cli import main
+from conftest import CACHE_DIR, run_cli, tiny_config
 from ganray.config import DataConfig
 from ganray.data import load_splits
 from ganray.data.wds import load_shards
@@ -211,37 +210,32 @@ def test_augment_keeps_originals_and_labels_copies(tmp_path, ray_local):
     assert again.manifest["shardlist"] == out.manifest["shardlist"]
 
 
-def _cli(capsys, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    return code, capsys.readouterr().err.strip()
-
-
 def test_bad_outputs_are_one_line_errors(tmp_path, ray_local, generator_dir, aws_env, monkeypatch, capsys):
     base = ["generate", "--generator", str(generator_dir), "--set", f"generate.num_samples={N}", "--set", f"storage.runs_dir={tmp_path}"]
     # A foreign manifest: same place, other seed.
-    assert _cli(capsys, *base, "--out", str(tmp_path / "o"))[0] == 0
-    code, err = _cli(capsys, *base, "--out", str(tmp_path / "o"), "--set", "generate.seed=1")
+    assert run_cli(capsys, *base, "--out", str(tmp_path / "o"))[0] == 0
+    code, err = run_cli(capsys, *base, "--out", str(tmp_path / "o"), "--set", "generate.seed=1")
     assert code == 2 and "holds another output" in err and "generate.overwrite=true" in err and len(err.splitlines()) == 1
-    assert _cli(capsys, *base, "--out", str(tmp_path / "o"), "--set", "generate.seed=1", "--set", "generate.overwrite=true")[0] == 0
+    assert run_cli(capsys, *base, "--out", str(tmp_path / "o"), "--set", "generate.seed=1", "--set", "generate.overwrite=true")[0] == 0
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["seed"] == 1
     # Unwritable local path.
     (tmp_path / "file").write_text("x")
-    code, err = _cli(capsys, *base, "--out", str(tmp_path / "file" / "o"))
+    code, err = run_cli(capsys, *base, "--out", str(tmp_path / "file" / "o"))
     assert code == 2 and "cannot write" in err and len(err.splitlines()) == 1
     # Missing bucket, then no credentials.
-    code, err = _cli(capsys, *base, "--out", "s3://no-such-bucket-x/o")
+    code, err = run_cli(capsys, *base, "--out", "s3://no-such-bucket-x/o")
     assert code == 2 and "does not exist" in err and len(err.splitlines()) == 1
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(k)
-    code, err = _cli(capsys, *base, "--out", f"s3://{aws_env.create_bucket('ganray-gen')}/nocreds")
+    code, err = run_cli(capsys, *base, "--out", f"s3://{aws_env.create_bucket('ganray-gen')}/nocreds")
     assert code == 2 and "credentials" in err and aws_env.secret_key not in err and len(err.splitlines()) == 1
     # An actor's own error (the filter cannot be met) reaches the user as its one line, not a Ray traceback.
-    code, err = _cli(capsys, *base, "--out", str(tmp_path / "strict"), "--set", "generate.min_confidence=0.9",
+    code, err = run_cli(capsys, *base, "--out", str(tmp_path / "strict"), "--set", "generate.min_confidence=0.9",
                      "--set", f"storage.cache_dir={CACHE_DIR}", "--set", "eval.classifier_steps=1")  # an untrained judge: p ~ 0.1
     last = err.splitlines()[-1]  # above it, only the progress bar
     assert code == 2 and last.startswith("ganray generate: error: shard 0:") and "lower generate.min_confidence" in last
     # Proportions must match the classes.
-    code, err = _cli(capsys, *base, "--out", str(tmp_path / "p"), "--set", "generate.classes=[1, 2]")
+    code, err = run_cli(capsys, *base, "--out", str(tmp_path / "p"), "--set", "generate.classes=[1, 2]")
     assert code == 2 and "one per class" in err
 
 
@@ -476,13 +470,13 @@ def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, ray_local, ge
     try:
         argv = ["generate", "--generator", str(generator_dir), "--out", str(small / "o"), "--set", "generate.num_samples=1200",
                 "--set", "generate.shard_size=200", "--set", "generate.num_actors=1", "--set", f"storage.runs_dir={tmp_path}"]
-        code, err = _cli(capsys, *argv)
+        code, err = run_cli(capsys, *argv)
         assert code == 2 and err.splitlines()[-1].startswith(f"ganray generate: error: no space left on {small / 'o'}"), err
         names = [p.name for p in (small / "o").iterdir()]
         assert "manifest.json" not in names and all(n.startswith("shard-") and n.endswith(".tar") for n in names)
         kept = {n: (small / "o" / n).read_bytes() for n in names}
         subprocess.run(["mount", "-o", "remount,size=16m", str(small)], check=True)
-        code, err = _cli(capsys, *argv)
+        code, err = run_cli(capsys, *argv)
         assert code == 0, err
         manifest = json.loads((small / "o" / "manifest.json").read_text())
         assert manifest["num_samples"] == 1200 and len(manifest["shardlist"]) == 6

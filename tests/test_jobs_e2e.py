@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import CACHE_DIR
+from conftest import CACHE_DIR, set_args
 from ganray.ray_session import LOOPBACK_ENV
 from s3server import find_leaks, free_ports
 from test_security import is_loopback, listening
@@ -157,7 +157,7 @@ def sets(runs: str, *extra: str) -> list[str]:
         "eval.cas_samples=200", "eval.cas_steps=20",
         *extra,
     ]
-    return [a for p in pairs for a in ("--set", p)]
+    return set_args(*pairs)
 
 
 def test_train_evaluate_generate_and_tune_jobs_succeed_across_two_nodes(head, aws_env):

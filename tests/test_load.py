@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CACHE_DIR
+from conftest import CACHE_DIR, set_args
 from ganray.cli import main
 from ganray.runs.run_dir import read_metrics
 from test_generate import shard_files
@@ -21,12 +21,8 @@ from test_generate import shard_files
 N, SHARD, STEPS = 250, 100, 40
 
 
-def _sets(*pairs: str) -> list[str]:
-    return [a for p in pairs for a in ("--set", p)]
-
-
 def _generate_argv(tmp_path: Path, generator_dir: Path, out: Path) -> list[str]:
-    return ["generate", "--generator", str(generator_dir), *_sets(
+    return ["generate", "--generator", str(generator_dir), *set_args(
         f"generate.out={out}", f"generate.num_samples={N}", f"generate.shard_size={SHARD}",
         f"storage.runs_dir={tmp_path}", f"storage.cache_dir={CACHE_DIR}",
     )]
@@ -37,7 +33,7 @@ def test_two_generates_and_a_train_at_once_all_complete_exactly(tmp_path, ray_lo
     alone = json.loads((tmp_path / "alone" / "manifest.json").read_text())
 
     address = f"ray.address={ray_local.get_runtime_context().gcs_address}"
-    train = ["train", *_sets(
+    train = ["train", *set_args(
         "model.width=0.25", "train.batch_size=32", f"train.steps={STEPS}", "train.log_every=10", "train.sample_every=20",
         "train.checkpoint_every=20", "ray.num_workers=1", f"storage.runs_dir={tmp_path}", "storage.run_name=busy",
         f"storage.cache_dir={CACHE_DIR}", "eval.every=0", address,
