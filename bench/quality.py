@@ -72,7 +72,7 @@ def low_data(args, root: Path) -> int:
             cfg = load_config(None, over)
             splits = load_splits(cfg.data)
             G = trained_generator(over, args.workers, root, f"f{f:g}-seed{seed}")
-            budget = Budget([0, 1, 2], cfg.eval.classifier_steps, cfg.eval.report_samples)
+            budget = Budget([0, 1, 2], cfg.eval.recipe_steps, cfg.eval.report_samples)
             choice = select_recipe(G, splits.train, splits.val, args.recipes.split(",") if args.recipes else list(DEFAULT_RECIPES), budget)
             scored = score_choice(choice, G, splits.train, splits.test, budget)
             gains.append(scored["gain"]["mean"])

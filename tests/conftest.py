@@ -45,6 +45,7 @@ def tiny_config(tmp_path, *overrides: str) -> Config:
         f"storage.cache_dir={CACHE_DIR}",
         "eval.every=0",
         "eval.classifier_steps=150",
+        "eval.recipe_steps=150",
         "eval.num_samples=200",
         "eval.cas_samples=200",
         "eval.cas_steps=20",

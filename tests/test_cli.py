@@ -114,7 +114,7 @@ def test_demo_runs_the_whole_pipeline_and_summarizes_it(capsys, tmp_path, ray_lo
     sets = [
         f"storage.runs_dir={tmp_path}", f"storage.cache_dir={CACHE_DIR}", "train.steps=10", "model.width=0.25",
         "train.batch_size=32", "ray.num_workers=1", "eval.every=10", "eval.num_samples=100",
-        "eval.report_samples=100", "eval.classifier_steps=20", "eval.report_seeds=[0]", "eval.report_fractions=[1.0]",
+        "eval.report_samples=100", "eval.classifier_steps=20", "eval.recipe_steps=20", "eval.report_seeds=[0]", "eval.report_fractions=[1.0]",
         "eval.cas_samples=200", "eval.cas_steps=20",
         "generate.num_samples=250", "generate.shard_size=100", "generate.num_actors=1",
     ]

@@ -74,7 +74,8 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     tmp, _ = small_run
     cfg = tiny_config(
         tmp, "eval.report_fractions=[0.5, 1.0]", "eval.report_seeds=[0, 1]", "eval.report_samples=200",
-        "eval.classifier_steps=30", "eval.num_samples=100", "eval.recipes=[mix-50-soft]", "eval.report_steps=scaled",
+        "eval.classifier_steps=30", "eval.recipe_steps=40", "eval.num_samples=100", "eval.recipes=[mix-50-soft]",
+        "eval.report_steps=scaled",
     )
     with caplog.at_level("INFO", logger="ganray"):
         built = build_report(cfg, tmp / "run")
@@ -92,6 +93,7 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     assert report["splits"] == {"train": 1151, "val": 287, "test": 359, "decisions": "val", "final_numbers": "test"}
     for g in report["low_data"].values():
         assert g["chosen_on"] == "val" and set(g["val"]) == {"real", "mix-50-soft"}  # real is always compared
+        assert g["classifier_steps"] == 40  # every recipe, real only included, at eval.recipe_steps
         best = max(g["val"], key=lambda n: (g["val"][n]["mean"], n == "real"))
         # A recipe must beat real by one validation image to be chosen over it.
         beats = g["val"][best]["mean"] - g["val"]["real"]["mean"] >= 1 / report["splits"]["val"]
@@ -116,7 +118,7 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     assert set(report["figures"]) == {"samples", "fid_curve", "accuracy"}
     md = (out / "report.md").read_text()
     assert "Train on synthetic, test on real" in md and "| 50% |" in md and f"{cas['ratio']:.3f}x" in md
-    assert f"**Verdict: {report['verdict']}.**" in md
+    assert f"**Verdict: {report['verdict']}.**" in md and "40 steps, real only included" in md
 
 
 def test_evaluate_command_on_a_run_and_an_exported_generator(capsys, small_run, tmp_path):

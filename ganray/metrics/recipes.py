@@ -153,6 +153,7 @@ def score_choice(
         "real_only": Repeated(tuple(real)).as_dict(),
         "recipe_test": Repeated(tuple(chosen)).as_dict(),
         "gain": Repeated(tuple(gains)).as_dict(),
+        "classifier_steps": budget.steps,
         "n_real": len(train),
         "n_synthetic": choice.recipe.synthetic_count(len(train), budget.max_synthetic),
     }

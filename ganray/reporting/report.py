@@ -142,7 +142,7 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     cas = tstr(G, splits.train, splits.test, e.report_samples, e.report_seeds, e.classifier_steps)
     cover = coverage(domain.model, G, e.report_samples, e.report_seeds[0], splits.train.class_names)
     low_data = {}
-    budget = Budget(e.report_seeds, e.classifier_steps, e.report_samples)
+    budget = Budget(e.report_seeds, e.recipe_steps, e.report_samples)
     for f in e.report_fractions:
         train_f, val_f = _fraction(full.train, rcfg.data, f)
         if val_f is None:
@@ -256,7 +256,8 @@ def render_markdown(r: dict) -> str:
         f"Splits: {r['splits']['train']} train, {r['splits']['val']} validation, {r['splits']['test']} test images. "
         "Every choice below is made on validation; test is read once, for the final numbers. For each fraction "
         "of the real train split, a GAN is trained on that fraction only, each recipe trains the same classifier "
-        "(with random-shift augmentation) on that fraction plus the GAN's samples, the best on validation is "
+        f"(with random-shift augmentation, {r['config']['eval']['recipe_steps']} steps, real only included) on that "
+        "fraction plus the GAN's samples, the best on validation is "
         "chosen (real only wins ties), and it is scored against real only on test (mean ± std over seeds).",
         "",
         "| real fraction | real images | chosen recipe | val accuracy by recipe | real only (test) | recipe (test) | gain (test) |",
