@@ -62,7 +62,8 @@ def trained_generator(overrides: list[str], workers: int, root: Path, name: str)
 
 def low_data(args, root: Path) -> int:
     """Recipe chosen on validation vs real only, on test, for GANs trained on each fraction."""
-    from ganray.metrics.recipes import DEFAULT_RECIPES, Budget, score_choice, select_recipe
+    from ganray.metrics.domain import domain_classifier
+    from ganray.metrics.recipes import Budget, Prior, recommend
 
     rows, checks = [], []
     for f in [float(x) for x in args.fractions.split(",") if x]:
@@ -72,15 +73,18 @@ def low_data(args, root: Path) -> int:
             cfg = load_config(None, over)
             splits = load_splits(cfg.data)
             G = trained_generator(over, args.workers, root, f"f{f:g}-seed{seed}")
-            budget = Budget([0, 1, 2], cfg.eval.recipe_steps, cfg.eval.report_samples)
-            choice = select_recipe(G, splits.train, splits.val, args.recipes.split(",") if args.recipes else list(DEFAULT_RECIPES), budget)
-            scored = score_choice(choice, G, splits.train, splits.test, budget)
+            # As the report does: its budget, judge (the domain classifier of these real images) and prior.
+            e = cfg.eval
+            judge = domain_classifier(splits.train, cfg.storage.cache_dir, e.classifier_steps).model
+            scored = recommend(G, splits.train, splits.val, splits.test, args.recipes.split(",") if args.recipes else e.recipes,
+                               Budget([0, 1, 2], e.recipe_steps, e.report_samples), judge, Prior(e.recipe_prior, e.recipe_min_agreement))
             gains.append(scored["gain"]["mean"])
-            rows.append({"fraction": f, "seed": seed, "recipe": choice.recipe.name, "gain": scored["gain"]["mean"],
+            name = scored["recipe"]["name"]
+            rows.append({"fraction": f, "seed": seed, "recipe": name, "chosen_on": scored["chosen_on"], "gain": scored["gain"]["mean"],
                          "real_only": scored["real_only"]["mean"], "recipe_test": scored["recipe_test"]["mean"],
-                         "val": {k: v["mean"] for k, v in choice.val.items()}})
-            table = ", ".join(f"{k} {v['mean']:.4f}" for k, v in choice.val.items())
-            print(f"fraction {f:g} seed {seed}: chose {choice.recipe.name} on val ({table}); test "
+                         "val": {k: v["mean"] for k, v in scored["val"].items()}})
+            table = ", ".join(f"{k} {v['mean']:.4f}" for k, v in scored["val"].items())
+            print(f"fraction {f:g} seed {seed}: chose {name} on {scored['chosen_on']} ({table}); test "
                   f"{scored['recipe_test']['mean']:.4f} vs {scored['real_only']['mean']:.4f} real only = "
                   f"{100 * scored['gain']['mean']:+.2f} points", flush=True)
         mean = statistics.mean(gains)
@@ -100,7 +104,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the one-process run and the classifiers")
     p.add_argument("--samples", type=int, default=5000, help="synthetic samples per classifier (the report's default)")
     p.add_argument("--fractions", default="", help="low-data gains at these real fractions, e.g. 0.1,0.25,1.0")
-    p.add_argument("--recipes", default="", help="recipes compared on validation (default: eval.recipes' default)")
+    p.add_argument("--recipes", default="", help="recipes compared on validation (default: eval.recipes)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     setup_logging("WARNING")

@@ -279,7 +279,7 @@ def check_names(cfg: Config) -> None:
     source(cfg.data.source)
     get_arch(cfg.model.arch)
     check_metrics(cfg.eval.metrics)
-    check_recipes(cfg.eval.recipes)
+    check_recipes(cfg.eval.recipes, cfg.eval.recipe_prior)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -150,6 +150,13 @@ class EvalConfig(_Section):
         "real only still gains ~0.5 points from 500 to 1,000 steps on 100-800 images and no more after, so a smaller "
         "budget would credit synthetic data with what more steps give",
     )
+    recipe_prior: str | None = Field(
+        "mix-50-soft", description="the recipe the report chooses when validation cannot tell the recipes apart (none "
+        "beats real by one validation image), if it is within one image of real and the judge agrees with at least "
+        "recipe_min_agreement of the generator's labels; null = real only on a tie",
+    )
+    recipe_min_agreement: float = Field(0.9, ge=0.0, le=1.0, description="the prior's gate: the real-trained judge's "
+                                        "agreement with the generator's labels on 1,000 class-balanced samples")
     recipes: list[str] = Field(
         default_factory=lambda: ["real", "mix-50", "mix-75", "mix-50-soft"],
         description="downstream recipes the report compares on validation (names in ganray.metrics.recipes); real is always one",

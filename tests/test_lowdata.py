@@ -12,7 +12,8 @@ from ganray.data import load_splits
 from ganray.data.base import ImageDataset
 from ganray.data.registry import carve_validation
 from ganray.errors import GanrayError
-from ganray.metrics.recipes import REAL, Budget, check_recipes, score_choice, select_recipe, verdict
+from ganray.metrics.recipes import REAL, Budget, Prior, check_recipes, helps, score_choice, select_recipe, verdict
+from ganray.metrics.utility import Repeated
 from ganray.training.diffaugment import diff_augment
 from ganray.training.regularizers import LowDataRegularizer, lecam_penalty
 from test_report import STEPS, NoiseGenerator, ReplayGenerator
@@ -145,10 +146,41 @@ def test_selection_reads_no_test_label(digits, low):
     assert lied["real_only"]["mean"] < 0.3 < honest["real_only"]["mean"]
 
 
+def test_on_a_validation_tie_the_prior_recipe_is_chosen_only_for_correctly_labelled_samples(digits, low):
+    """Three validation images cannot tell recipes apart; then the prior decides, gated by the judge's agreement."""
+    from conftest import CACHE_DIR
+    from ganray.metrics.domain import domain_classifier
+
+    small, val = low
+    tiny_val = val.subset(torch.arange(3))
+    judge = domain_classifier(small, CACHE_DIR, steps=150).model
+    budget, prior = Budget([0], 30, 300), Prior("mix-50", min_agreement=0.9, samples=500)
+    good = select_recipe(ReplayGenerator(digits.train), small, tiny_val, ["real"], budget, judge, prior=prior)
+    assert set(good.val) == {"real", "mix-50"} and good.val["mix-50"]["mean"] == good.val["real"]["mean"]
+    assert good.recipe.name == "mix-50" and good.basis == "prior" and good.agreement > 0.9
+    noise = select_recipe(NoiseGenerator(digits.train), small, tiny_val, ["real"], budget, judge, prior=prior)
+    assert noise.recipe.name == REAL and noise.basis == "val" and noise.agreement < 0.3
+
+
+def _scored(name: str, gains: list[float]) -> dict:
+    return {"recipe": {"name": name}, "chosen_on": "prior", "gain": Repeated(tuple(gains)).as_dict()}
+
+
+def test_the_verdict_says_helps_only_above_twice_the_gains_standard_error():
+    assert verdict(_scored("mix-50", [0.010, 0.012, 0.011])).startswith("synthetic data helps here: +1.1 ± 0.1 points")
+    noisy = _scored("mix-50", [0.006, -0.004, 0.001])  # +0.1 ± 0.5: noise
+    assert not helps(noisy) and verdict(noisy).startswith("no measurable gain on this data; train on real only")
+    assert "validation tied, so the prior chose 'mix-50'" in verdict(noisy)
+    assert verdict(_scored("mix-50", [-0.01, -0.02, 0.0])).startswith("it does not help on this data")
+
+
 def test_recipe_names_are_checked():
     assert check_recipes(["mix-50", "real", "mix-50"]) == ["real", "mix-50"]
     with pytest.raises(GanrayError, match="unknown recipe 'bogus'"):
         check_recipes(["bogus"])
+    assert check_recipes(["mix-50"], "mix-50-soft") == ["real", "mix-50", "mix-50-soft"]
+    with pytest.raises(GanrayError, match="unknown recipe 'mixx' in eval.recipe_prior"):
+        check_recipes(["mix-50"], "mixx")
 
 
 def test_report_with_an_unknown_recipe_is_one_line(capsys):

@@ -27,7 +27,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
-from ganray.metrics.recipes import REAL, Budget, check_recipes, score_choice, select_recipe, verdict
+from ganray.metrics.recipes import Budget, Prior, check_recipes, helps, recommend
 from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.runs.export import load_run_generator
@@ -94,7 +94,7 @@ class ReportOutput:
 
 def build_report(cfg: Config, run: "RunDir | str | Path", out_dir: str | None = None) -> ReportOutput:
     """Write the report into `out_dir` (default <run>/report), local or S3; staged locally for S3."""
-    check_recipes(cfg.eval.recipes)  # before any work: a typo fails in one line, not after the first GAN
+    check_recipes(cfg.eval.recipes, cfg.eval.recipe_prior)  # before any work: a typo fails in one line, not after the first GAN
     check_cache_dir(cfg.storage.cache_dir)
     run = RunDir.at(run, cfg.storage)
     rcfg = run_config(run, cfg)
@@ -152,9 +152,8 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
         judge = domain_classifier(train_f, rcfg.storage.cache_dir, e.classifier_steps).model
         log.info("report: choosing a downstream recipe on validation for %s of the real data (%d train, %d val images)",
                  f"{f:.0%}", len(train_f), len(val_f))
-        choice = select_recipe(G_f, train_f, val_f, e.recipes, budget, judge, progress=lambda name: log.debug("report: recipe %s", name))
-        scored = score_choice(choice, G_f, train_f, full.test, budget, judge)
-        scored["verdict"] = verdict(scored)
+        scored = recommend(G_f, train_f, val_f, full.test, e.recipes, budget, judge, Prior(e.recipe_prior, e.recipe_min_agreement),
+                           progress=lambda name: log.debug("report: recipe %s", name))
         log.info("report: %s of the real data: %s", f"{f:.0%}", scored["verdict"])
         low_data[f"{f:g}"] = scored
 
@@ -193,7 +192,7 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     if own is not None:
         report["recipe"] = own["recipe"]
         report["verdict"] = own["verdict"]
-        if own["recipe"]["name"] != REAL:  # no synthetic data to make when real only wins
+        if helps(own):  # no synthetic data to make when real only wins or the gain is noise
             report["generate_command"] = generate_command(run, own)
     return report
 
@@ -257,13 +256,17 @@ def render_markdown(r: dict) -> str:
         "Every choice below is made on validation; test is read once, for the final numbers. For each fraction "
         "of the real train split, a GAN is trained on that fraction only, each recipe trains the same classifier "
         f"(with random-shift augmentation, {r['config']['eval']['recipe_steps']} steps, real only included) on that "
-        "fraction plus the GAN's samples, the best on validation is "
-        "chosen (real only wins ties), and it is scored against real only on test (mean ± std over seeds).",
+        "fraction plus the GAN's samples. A recipe that beats real on validation by one image is chosen; when none "
+        f"does, validation cannot tell them apart and the prior ({r['config']['eval']['recipe_prior']}) is chosen if it "
+        "is within one image of real and the real-trained judge agrees with at least "
+        f"{r['config']['eval']['recipe_min_agreement']:.0%} of the generator's labels (else real only). The choice "
+        "is scored against real only on test (mean ± std over seeds); the verdict says \"helps\" only for a gain "
+        "above twice its standard error.",
         "",
         "| real fraction | real images | chosen recipe | val accuracy by recipe | real only (test) | recipe (test) | gain (test) |",
         "|---|---|---|---|---|---|---|",
         *[
-            f"| {float(f):.0%} | {g['n_real']} | {g['recipe']['name']} | "
+            f"| {float(f):.0%} | {g['n_real']} | {g['recipe']['name']} ({g['chosen_on']}) | "
             + ", ".join(f"{k} {v['mean']:.4f}" for k, v in g["val"].items())
             + f" | {_pm(g['real_only'])} | {_pm(g['recipe_test'])} | {_pm(g['gain'])} |"
             for f, g in r["low_data"].items()
