@@ -45,7 +45,8 @@ def run_demo(cfg: Config) -> str:
         f"seeds {report['seeds']['classifier']}):",
         f"    real-data accuracy      {cas['real']['mean']:.4f}",
         f"    synthetic-data accuracy {cas['synthetic']['mean']:.4f}   ({cas['ratio']:.3f}x of real)",
-        *[f"    {float(f):.0%} of the real data: recipe {g['recipe']['name']} (chosen on validation) "
+        *[f"    {float(f):.0%} of the real data: recipe {g['recipe']['name']} "
+          f"({'chosen on validation' if g['chosen_on'] == 'val' else 'the prior, on a validation tie'}) "
           f"{g['recipe_test']['mean']:.4f} vs {g['real_only']['mean']:.4f} real only"
           for f, g in low.items()],
         f"  verdict                 {report.get('verdict', 'no recipe for the run fraction')}",
