@@ -23,7 +23,7 @@ import torch.nn as nn
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.metrics.classifier import ClassifierConfig, Mix, SmallCNN, accuracy, predict, train_mixed
-from ganray.metrics.utility import Repeated
+from ganray.metrics.utility import Repeated, coverage
 from ganray.models.sampling import sample_balanced
 
 REAL = "real"
@@ -55,7 +55,6 @@ RECIPES: dict[str, Recipe] = {
         Recipe("pretrain", synthetic_ratio=10, pretrain=True),
     )
 }
-DEFAULT_RECIPES: tuple[str, ...] = ("real", "mix-50", "mix-75", "mix-50-soft")
 
 
 def check_recipes(names: list[str], prior: str | None = None) -> list[str]:
@@ -156,17 +155,10 @@ def select_recipe(
         return Choice(RECIPES[REAL], table)
     if judge is None:
         raise GanrayError("a recipe prior needs a judge classifier to check the generator's labels")
-    agreement = label_agreement(G, judge, prior.samples, budget.seeds[0])
+    # The report's per-class coverage, overall: the share of samples the judge gives their own label.
+    agreement = coverage(judge, G, prior.samples, budget.seeds[0], train.class_names)["overall"]
     chosen = prior.recipe if agreement >= prior.min_agreement else REAL
     return Choice(RECIPES[chosen], table, "prior" if chosen != REAL else "val", agreement)
-
-
-def label_agreement(G: nn.Module, judge: nn.Module, n: int, seed: int) -> float:
-    """Share of `n` class-balanced samples that the judge assigns to the class they were generated for."""
-    images, labels = sample_balanced(G, n, 30_000 + seed)
-    if labels is None:
-        raise GanrayError("downstream recipes need a class-conditional generator (model.arch=cdcgan)")
-    return float((predict(judge, images).argmax(1) == labels).float().mean())
 
 
 def val_margin(val: ImageDataset) -> float:
