@@ -125,6 +125,12 @@ def test_train_with_ray_then_resume_at_the_same_step(ray_local, tmp_path):
     assert state["step"] == 20 and meta["arch"] == "cdcgan"
     # ganray kept the newest keep_checkpoints=3 (and would keep the selected one, were it older).
     assert checkpoint_names(run) == ["step_0000020", "step_0000015", "step_0000010"]
+    # On ganray's local Ray, Ray Train starts no preemption watcher (ray_session.LOCAL_TRAIN_ENV);
+    # the state API lists the runs' finished controllers, so it would list a watcher too.
+    from ray.util.state import list_actors
+
+    classes = [a.class_name for a in list_actors(limit=10_000)]
+    assert classes.count("TrainController") >= 2 and "PreemptionWatcher" not in classes
 
 
 def test_a_run_on_s3_trains_resumes_and_serves_evaluate_and_generate(ray_local, aws_env, tmp_path, capsys, caplog):
