@@ -65,11 +65,12 @@ def test_wrong_image_shape_for_a_run_is_refused(capsys, tmp_path):
 
 def test_unreadable_checkpoint_is_a_clear_error(capsys, tmp_path, ray_local):
     from conftest import tiny_config
-    from ganray.training.ray_train import train_with_ray
+    from ganray.training.local import train_local
 
-    cfg = tiny_config(tmp_path, "train.steps=5", "ray.max_failures=0")
-    out = train_with_ray(cfg)
-    state = Path(out.checkpoint) / "state.pt"
+    # The run to corrupt is trained in-process (the same run dir a Ray run writes); the command
+    # that must fail runs on Ray Train, whose retries it must not trigger.
+    train_local(tiny_config(tmp_path, "train.steps=5"), tmp_path / "run")
+    state = tmp_path / "run" / "checkpoints" / "step_0000005" / "state.pt"
     state.write_bytes(b"not a checkpoint")
     code, err = run_cli(  # at debug, so Ray's own lines (its retries among them) reach the console
         capsys, "--log-level", "debug", "train", "--set", f"storage.runs_dir={tmp_path}", "--set", "storage.run_name=run",
