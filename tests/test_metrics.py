@@ -35,6 +35,13 @@ def extractor(domain):
     return register_domain(domain.model, domain.key)
 
 
+@pytest.fixture(scope="module")
+def trained_run(generator_dir):
+    """The suite's shared trained run (conftest's generator_dir) and the tiny config it was trained with."""
+    run = generator_dir.parent
+    return tiny_config(run.parent), run
+
+
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
     """Textbook Frechet distance with scipy's matrix square root (independent of torch-fidelity)."""
     mu1, mu2 = a.mean(0), b.mean(0)
@@ -65,17 +72,7 @@ def test_fid_matches_an_independent_frechet_distance(digits, domain, extractor):
     assert ours > 0
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from ganray.training.local import train_local
-
-    tmp = tmp_path_factory.mktemp("trained")
-    cfg = tiny_config(tmp, "train.steps=300", "train.checkpoint_every=300", "train.sample_every=300", "train.log_every=100", "model.width=0.5")
-    train_local(cfg, tmp / "run")
-    return cfg, tmp / "run"
-
-
-def test_fid_orders_real_then_trained_then_untrained_then_noise(digits, extractor, trained_run):
+def test_fid_orders_real_then_trained_then_untrained_then_noise(digits, extractor, generator_dir):
     from ganray.runs.export import load_generator
 
     real = digits.train.images
@@ -83,8 +80,8 @@ def test_fid_orders_real_then_trained_then_untrained_then_noise(digits, extracto
     def fid(images: torch.Tensor, name: str) -> float:
         return compute_metrics(images, real, "order", extractor, METRICS, CACHE_DIR)["fid_domain"]
 
-    trained = load_generator(trained_run[1] / "generator").G
-    untrained = build_generator(ModelConfig(width=0.5), (1, 28, 28), 10)
+    trained = load_generator(generator_dir).G
+    untrained = build_generator(ModelConfig(width=0.25), (1, 28, 28), 10)
     recalibrate_batchnorm(untrained)
     fid_real = fid(digits.test.images, "real")
     fid_trained = fid(sample_balanced(trained, 1000, 0)[0], "trained")
