@@ -146,6 +146,31 @@ def test_selection_reads_no_test_label(digits, low):
     assert lied["real_only"]["mean"] < 0.3 < honest["real_only"]["mean"]
 
 
+def test_each_recipes_classifiers_are_trained_once_and_the_ensemble_teacher_is_the_real_only_ones(digits, low, monkeypatch):
+    """Validation and test score the same classifiers; mix-50-ens labels samples with the real-only classifiers' mean."""
+    from ganray.metrics import recipes
+    from ganray.metrics.classifier import predict
+    from ganray.models.sampling import sample_balanced
+
+    small, val = low
+    fitted = []
+    real_fit = recipes.fit_recipe
+    monkeypatch.setattr(recipes, "fit_recipe", lambda recipe, *a, **k: fitted.append(recipe.name) or real_fit(recipe, *a, **k))
+    G, budget = ReplayGenerator(digits.train), Budget([0, 1], 30, 300)
+    choice = select_recipe(G, small, val, ["real", "mix-50-ens"], budget)
+    scored = score_choice(choice, G, small, digits.test, budget)
+    assert sorted(fitted) == ["mix-50-ens"] * 2 + ["real"] * 2  # 2 recipes x 2 seeds, none trained again for test
+    assert scored["real_only"]["values"] == [recipes.accuracy(m, digits.test.images, digits.test.labels) for m in choice.fits.models("real")]
+    x, y = sample_balanced(G, 64, 0)
+    teachers = choice.fits.models("real")
+    soft = recipes.synthetic_targets(recipes.RECIPES["mix-50-ens"], x, y, None, teachers)
+    assert torch.allclose(soft, (predict(teachers[0], x) + predict(teachers[1], x)) / 2)
+    assert torch.allclose(soft.sum(1), torch.ones(64)) and not torch.allclose(soft, predict(teachers[0], x))
+    assert torch.equal(recipes.synthetic_targets(recipes.RECIPES["mix-50"], x, y, None, None), y)
+    with pytest.raises(GanrayError, match="'mix-50-ens' needs the real-only classifiers"):
+        recipes.synthetic_targets(recipes.RECIPES["mix-50-ens"], x, y, None, None)
+
+
 def test_on_a_validation_tie_the_prior_recipe_is_chosen_only_for_correctly_labelled_samples(digits, low):
     """Three validation images cannot tell recipes apart; then the prior decides, gated by the judge's agreement."""
     from conftest import CACHE_DIR

@@ -110,8 +110,11 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
         assert "generate_command" not in report
     else:
         assert report["generate_command"].startswith(f"ganray generate --run {tmp / 'run'}")
-        # A soft-label recipe's data needs the judge's probabilities in the shards.
-        assert ("generate.soft_labels=true" in report["generate_command"]) == report["recipe"]["soft"]
+        # A recipe taught by the judge needs the judge's probabilities in the shards; one taught by
+        # the real-only classifiers gets the instruction to label the samples with the user's own.
+        recipe = report["recipe"]
+        assert ("generate.soft_labels=true" in report["generate_command"]) == (recipe["soft"] and recipe["teacher"] == "judge")
+        assert ("your real-only classifiers" in report["generate_command"]) == (recipe["soft"] and recipe["teacher"] == "real")
     assert 0 <= report["coverage"]["overall"] <= 1
     assert report["fidelity"]["metrics"]["fid_domain"] > 0
     assert report["seeds"]["classifier"] == [0, 1] and report["config"]["eval"]["report_samples"] == 200

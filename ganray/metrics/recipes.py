@@ -3,18 +3,20 @@
 Concatenating thousands of synthetic images to a hundred real ones makes nearly every batch
 synthetic, and the classifier learns the generator's flaws. A recipe says instead how much
 synthetic data to draw (relative to the real data), what share of every batch stays real,
-whether the synthetic labels are the judge's soft class probabilities (distillation), and
-whether to pre-train on synthetic data and fine-tune on real. `real` is always a candidate,
+whether the synthetic labels are soft class probabilities (distillation: the judge's, or the
+mean of the comparison's own real-only classifiers), and whether to pre-train on synthetic data
+and fine-tune on real. `real` is always a candidate,
 so "train on real only" is a possible answer.
 
 The choice is made on the validation split only (`select_recipe` never sees test); the test
-split then scores the chosen recipe against `real`, once (`score_choice`).
+split then scores the chosen recipe against `real`, once (`score_choice`), with the same
+classifiers validation scored: each recipe's classifiers are trained once (`Fits`).
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
@@ -34,7 +36,8 @@ class Recipe:
     name: str
     real_share: float = 1.0  # share of every batch drawn from real images
     synthetic_ratio: float = 0.0  # synthetic images drawn per real image
-    soft: bool = False  # synthetic labels = the judge's class probabilities
+    soft: bool = False  # synthetic labels = class probabilities of the teacher
+    teacher: str = "judge"  # soft labels' teacher: "judge", or "real" (the mean of the real-only classifiers)
     pretrain: bool = False  # classifier steps on synthetic only, then the same steps on real only
     min_synthetic: int = 1000  # a floor on the synthetic draw, so a 100-image dataset still gets variety
 
@@ -52,6 +55,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("mix-50", real_share=0.5, synthetic_ratio=10),
         Recipe("mix-75", real_share=0.75, synthetic_ratio=10),
         Recipe("mix-50-soft", real_share=0.5, synthetic_ratio=10, soft=True),
+        Recipe("mix-50-ens", real_share=0.5, synthetic_ratio=10, soft=True, teacher=REAL),
         Recipe("pretrain", synthetic_ratio=10, pretrain=True),
     )
 }
@@ -78,9 +82,14 @@ class Budget:
 
 def fit_recipe(
     recipe: Recipe, G: nn.Module | None, real: ImageDataset, seed: int, budget: Budget,
-    judge: nn.Module | None = None, draw: int = 50_000,
+    judge: nn.Module | None = None, draw: int = 50_000, teachers: list[nn.Module] | None = None,
 ) -> SmallCNN:
-    """Train the classifier one recipe prescribes, on `real` and samples of `G` drawn from `draw + seed`."""
+    """Train the classifier one recipe prescribes, on `real` and samples of `G` drawn from `draw + seed`.
+
+    `teachers` are the real-only classifiers whose mean probabilities label the samples of a
+    `teacher="real"` recipe: an ensemble of the baselines the comparison trains anyway, so its
+    distillation costs no extra classifier.
+    """
     cfg = ClassifierConfig(steps=budget.steps, seed=seed)
     if recipe.name == REAL:
         return train_mixed(real.images, real.labels, real.num_classes, None, cfg)
@@ -89,22 +98,46 @@ def fit_recipe(
     images, labels = sample_balanced(G, recipe.synthetic_count(len(real), budget.max_synthetic), draw + seed)
     if labels is None:
         raise GanrayError("downstream recipes need a class-conditional generator (model.arch=cdcgan)")
-    targets: torch.Tensor = labels
-    if recipe.soft:
-        if judge is None:
-            raise GanrayError(f"recipe {recipe.name!r} needs a judge classifier for its soft labels")
-        targets = predict(judge, images)
+    targets = synthetic_targets(recipe, images, labels, judge, teachers)
     if recipe.pretrain:
         model = train_mixed(images, targets, real.num_classes, None, cfg)
         return train_mixed(real.images, real.labels, real.num_classes, None, cfg, init=model)
     return train_mixed(real.images, real.labels, real.num_classes, Mix(images, targets, recipe.real_share), cfg)
 
 
-def _scores(
-    recipe: Recipe, G: nn.Module | None, train: ImageDataset, split: ImageDataset, budget: Budget,
-    judge: nn.Module | None,
-) -> list[float]:
-    return [accuracy(fit_recipe(recipe, G, train, s, budget, judge), split.images, split.labels) for s in budget.seeds]
+def synthetic_targets(
+    recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, judge: nn.Module | None, teachers: list[nn.Module] | None,
+) -> torch.Tensor:
+    """The samples' training targets: the generator's labels, or a teacher's class probabilities
+    (the judge's, or the mean over the real-only classifiers for `teacher="real"`)."""
+    if not recipe.soft:
+        return labels
+    chosen = ([judge] if judge is not None else []) if recipe.teacher == "judge" else list(teachers or [])
+    if not chosen:
+        who = "a judge classifier" if recipe.teacher == "judge" else "the real-only classifiers"
+        raise GanrayError(f"recipe {recipe.name!r} needs {who} for its soft labels")
+    return torch.stack([predict(t, images) for t in chosen]).mean(0)
+
+
+class Fits:
+    """Each recipe's classifiers, one per seed, trained on first use and kept: validation chooses
+    with them and test scores the same ones, so no classifier is trained twice."""
+
+    def __init__(self, G: nn.Module | None, train: ImageDataset, budget: Budget, judge: nn.Module | None = None) -> None:
+        self.G, self.train, self.budget, self.judge = G, train, budget, judge
+        self._models: dict[str, list[SmallCNN]] = {}
+
+    def models(self, name: str) -> list[SmallCNN]:
+        if name not in self._models:
+            recipe = RECIPES[name]
+            teachers = self.models(REAL) if recipe.soft and recipe.teacher == REAL else None
+            self._models[name] = [
+                fit_recipe(recipe, self.G, self.train, s, self.budget, self.judge, teachers=teachers) for s in self.budget.seeds
+            ]
+        return self._models[name]
+
+    def scores(self, name: str, split: ImageDataset) -> list[float]:
+        return [accuracy(m, split.images, split.labels) for m in self.models(name)]
 
 
 @dataclass(frozen=True)
@@ -128,6 +161,7 @@ class Choice:
     val: dict[str, dict]  # recipe name -> {"mean", "values"} accuracy on validation
     basis: str = "val"  # "val": it beat the others on validation; "prior": validation tied and the prior passed its gate
     agreement: float | None = None  # the judge's agreement with the generator's labels, when the prior was considered
+    fits: Fits | None = field(default=None, repr=False, compare=False)  # the classifiers validation scored
 
 
 def select_recipe(
@@ -142,23 +176,23 @@ def select_recipe(
     failing that, `real`. The margin keeps validation noise from choosing synthetic data: on a real
     10-class set, mixes up to +0.3 points ahead of real on validation lost 0.3 on test.
     """
-    table = {}
+    table, fits = {}, Fits(G, train, budget, judge)
     for name in check_recipes(names, prior.recipe):
         progress(name)
-        values = _scores(RECIPES[name], G, train, val, budget, judge)
+        values = fits.scores(name, val)
         table[name] = {"mean": statistics.fmean(values), "values": values}
     best = max(table, key=lambda n: (table[n]["mean"], n == REAL))
     margin = val_margin(val)
     if best != REAL and table[best]["mean"] - table[REAL]["mean"] >= margin:
-        return Choice(RECIPES[best], table)
+        return Choice(RECIPES[best], table, fits=fits)
     if prior.recipe in (None, REAL) or table[prior.recipe]["mean"] <= table[REAL]["mean"] - margin:
-        return Choice(RECIPES[REAL], table)
+        return Choice(RECIPES[REAL], table, fits=fits)
     if judge is None:
         raise GanrayError("a recipe prior needs a judge classifier to check the generator's labels")
     # The report's per-class coverage, overall: the share of samples the judge gives their own label.
     agreement = coverage(judge, G, prior.samples, budget.seeds[0], train.class_names)["overall"]
     chosen = prior.recipe if agreement >= prior.min_agreement else REAL
-    return Choice(RECIPES[chosen], table, "prior" if chosen != REAL else "val", agreement)
+    return Choice(RECIPES[chosen], table, "prior" if chosen != REAL else "val", agreement, fits)
 
 
 def val_margin(val: ImageDataset) -> float:
@@ -170,9 +204,11 @@ def score_choice(
     choice: Choice, G: nn.Module | None, train: ImageDataset, test: ImageDataset, budget: Budget,
     judge: nn.Module | None = None,
 ) -> dict:
-    """Test accuracy of real-only and of the chosen recipe over seeds, and their paired gain."""
-    real = _scores(RECIPES[REAL], G, train, test, budget, judge)
-    chosen = real if choice.recipe.name == REAL else _scores(choice.recipe, G, train, test, budget, judge)
+    """Test accuracy of real-only and of the chosen recipe over seeds, and their paired gain (with the
+    classifiers validation scored, when `choice` carries them)."""
+    fits = choice.fits or Fits(G, train, budget, judge)
+    real = fits.scores(REAL, test)
+    chosen = real if choice.recipe.name == REAL else fits.scores(choice.recipe.name, test)
     gains = [c - r for c, r in zip(chosen, real)]
     return {
         "recipe": asdict(choice.recipe),

@@ -200,8 +200,13 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
 def generate_command(run: RunDir, scored: dict) -> str:
     """The `ganray generate` call that writes the synthetic data the chosen recipe uses."""
     n = max(scored["n_synthetic"], 1000)
-    soft = " --set generate.soft_labels=true" if scored["recipe"]["soft"] else ""
-    return f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}{soft}"
+    recipe = scored["recipe"]
+    judge_soft = recipe["soft"] and recipe.get("teacher", "judge") == "judge"
+    soft = " --set generate.soft_labels=true" if judge_soft else ""
+    command = f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}{soft}"
+    if recipe["soft"] and not judge_soft:  # the teacher is the user's own real-only classifiers, not ganray's judge
+        command += "  # then label each sample with the mean class probabilities of your real-only classifiers"
+    return command
 
 
 def _pm(d: dict) -> str:
