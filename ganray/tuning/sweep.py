@@ -242,6 +242,9 @@ def run_sweep(cfg: Config) -> SweepOutcome:
                 scheduler=_scheduler(cfg, dists),
                 num_samples=cfg.tune.num_samples,
                 trial_dirname_creator=trial_dirname,
+                # A finished (or ASHA-stopped) trial's process runs the next one: no new process,
+                # torch import and data load per trial, and PBT's exploits restart no actor.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=EXPERIMENT,
