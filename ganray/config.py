@@ -151,9 +151,10 @@ class EvalConfig(_Section):
         "budget would credit synthetic data with what more steps give",
     )
     recipe_prior: str | None = Field(
-        "mix-50-soft", description="the recipe the report chooses when validation cannot tell the recipes apart (none "
+        "mix-50-ens", description="the recipe the report chooses when validation cannot tell the recipes apart (none "
         "beats real by one validation image), if it is within one image of real and the judge agrees with at least "
-        "recipe_min_agreement of the generator's labels; null = real only on a tie",
+        "recipe_min_agreement of the generator's labels; null = real only on a tie. mix-50-ens was never below real only "
+        "in 12 GAN x dataset measurements (digits 10%, MNIST 82/class), mix-50-soft was in 4",
     )
     recipe_min_agreement: float = Field(0.9, ge=0.0, le=1.0, description="the prior's gate: the real-trained judge's "
                                         "agreement with the generator's labels on 1,000 class-balanced samples")

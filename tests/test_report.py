@@ -75,7 +75,7 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     tmp, _ = small_run
     cfg = tiny_config(
         tmp, "eval.report_fractions=[0.5, 1.0]", "eval.report_seeds=[0, 1]", "eval.report_samples=200",
-        "eval.classifier_steps=30", "eval.recipe_steps=40", "eval.num_samples=100", "eval.recipes=[mix-50-soft]",
+        "eval.classifier_steps=30", "eval.recipe_steps=40", "eval.num_samples=100", "eval.recipes=[mix-50-ens]",
         "eval.report_steps=scaled",
     )
     with caplog.at_level("INFO", logger="ganray"):
@@ -93,15 +93,15 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     assert report["low_data"]["0.5"]["n_real"] < report["low_data"]["1"]["n_real"] == 1151  # 1,438 less validation
     assert report["splits"] == {"train": 1151, "val": 287, "test": 359, "decisions": "val", "final_numbers": "test"}
     for g in report["low_data"].values():
-        assert set(g["val"]) == {"real", "mix-50-soft"}  # real is always compared
+        assert set(g["val"]) == {"real", "mix-50-ens"}  # real is always compared
         assert g["classifier_steps"] == 40  # every recipe, real only included, at eval.recipe_steps
         val, margin = {n: v["mean"] for n, v in g["val"].items()}, 1 / report["splits"]["val"]
         # A recipe must beat real by one validation image to be chosen over it; on a tie the prior
-        # (mix-50-soft by default) is, if within one image of real and its labels pass the judge.
-        if val["mix-50-soft"] - val["real"] >= margin:
-            assert (g["recipe"]["name"], g["chosen_on"], g["label_agreement"]) == ("mix-50-soft", "val", None)
-        elif val["mix-50-soft"] > val["real"] - margin and g["label_agreement"] >= 0.9:
-            assert (g["recipe"]["name"], g["chosen_on"]) == ("mix-50-soft", "prior")
+        # (mix-50-ens by default) is, if within one image of real and its labels pass the judge.
+        if val["mix-50-ens"] - val["real"] >= margin:
+            assert (g["recipe"]["name"], g["chosen_on"], g["label_agreement"]) == ("mix-50-ens", "val", None)
+        elif val["mix-50-ens"] > val["real"] - margin and g["label_agreement"] >= 0.9:
+            assert (g["recipe"]["name"], g["chosen_on"]) == ("mix-50-ens", "prior")
         else:
             assert (g["recipe"]["name"], g["chosen_on"]) == ("real", "val")
         assert g["gain"]["mean"] == pytest.approx(g["recipe_test"]["mean"] - g["real_only"]["mean"])
