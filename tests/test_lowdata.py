@@ -124,12 +124,12 @@ def test_verdict_helps_for_a_replaying_generator_and_says_real_only_for_noise(di
     names, budget = ["real", "mix-50"], Budget([0, 1], STEPS, 600)
     good = select_recipe(ReplayGenerator(digits.train), small, val, names, budget)
     assert good.recipe.name == "mix-50" and good.val["mix-50"]["mean"] > good.val["real"]["mean"]
-    scored = score_choice(good, ReplayGenerator(digits.train), small, digits.test, budget)
+    scored = score_choice(good, digits.test)
     assert scored["gain"]["mean"] == pytest.approx(scored["recipe_test"]["mean"] - scored["real_only"]["mean"])
     assert scored["gain"]["mean"] > 0.02 and verdict(scored).startswith("synthetic data helps here: +")
     bad = select_recipe(NoiseGenerator(digits.train), small, val, names, budget)
     assert bad.recipe.name == REAL
-    scored = score_choice(bad, NoiseGenerator(digits.train), small, digits.test, budget)
+    scored = score_choice(bad, digits.test)
     assert scored["gain"]["mean"] == 0.0 and "train on real only" in verdict(scored)
 
 
@@ -140,8 +140,8 @@ def test_selection_reads_no_test_label(digits, low):
     budget = Budget([0], STEPS, 600)
     choice = select_recipe(G, small, val, ["real", "mix-75"], budget)
     corrupted = ImageDataset(digits.test.images, digits.test.labels[torch.randperm(len(digits.test))], digits.test.class_names)
-    honest = score_choice(choice, G, small, digits.test, budget)
-    lied = score_choice(choice, G, small, corrupted, budget)
+    honest = score_choice(choice, digits.test)
+    lied = score_choice(choice, corrupted)
     assert honest["recipe"] == lied["recipe"] and honest["val"] == lied["val"]
     assert lied["real_only"]["mean"] < 0.3 < honest["real_only"]["mean"]
 
@@ -158,7 +158,7 @@ def test_each_recipes_classifiers_are_trained_once_and_the_ensemble_teacher_is_t
     monkeypatch.setattr(recipes, "fit_recipe", lambda recipe, *a, **k: fitted.append(recipe.name) or real_fit(recipe, *a, **k))
     G, budget = ReplayGenerator(digits.train), Budget([0, 1], 30, 300)
     choice = select_recipe(G, small, val, ["real", "mix-50-ens"], budget)
-    scored = score_choice(choice, G, small, digits.test, budget)
+    scored = score_choice(choice, digits.test)
     assert sorted(fitted) == ["mix-50-ens"] * 2 + ["real"] * 2  # 2 recipes x 2 seeds, none trained again for test
     assert scored["real_only"]["values"] == [recipes.accuracy(m, digits.test.images, digits.test.labels) for m in choice.fits.models("real")]
     x, y = sample_balanced(G, 64, 0)

@@ -159,9 +159,9 @@ class Prior:
 class Choice:
     recipe: Recipe
     val: dict[str, dict]  # recipe name -> {"mean", "values"} accuracy on validation
+    fits: Fits = field(repr=False, compare=False)  # the classifiers validation scored; test scores the same ones
     basis: str = "val"  # "val": it beat the others on validation; "prior": validation tied and the prior passed its gate
     agreement: float | None = None  # the judge's agreement with the generator's labels, when the prior was considered
-    fits: Fits | None = field(default=None, repr=False, compare=False)  # the classifiers validation scored
 
 
 def select_recipe(
@@ -184,15 +184,15 @@ def select_recipe(
     best = max(table, key=lambda n: (table[n]["mean"], n == REAL))
     margin = val_margin(val)
     if best != REAL and table[best]["mean"] - table[REAL]["mean"] >= margin:
-        return Choice(RECIPES[best], table, fits=fits)
+        return Choice(RECIPES[best], table, fits)
     if prior.recipe in (None, REAL) or table[prior.recipe]["mean"] <= table[REAL]["mean"] - margin:
-        return Choice(RECIPES[REAL], table, fits=fits)
+        return Choice(RECIPES[REAL], table, fits)
     if judge is None:
         raise GanrayError("a recipe prior needs a judge classifier to check the generator's labels")
     # The report's per-class coverage, overall: the share of samples the judge gives their own label.
     agreement = coverage(judge, G, prior.samples, budget.seeds[0], train.class_names)["overall"]
     chosen = prior.recipe if agreement >= prior.min_agreement else REAL
-    return Choice(RECIPES[chosen], table, "prior" if chosen != REAL else "val", agreement, fits)
+    return Choice(RECIPES[chosen], table, fits, "prior" if chosen != REAL else "val", agreement)
 
 
 def val_margin(val: ImageDataset) -> float:
@@ -200,13 +200,10 @@ def val_margin(val: ImageDataset) -> float:
     return 1.0 / max(1, len(val))
 
 
-def score_choice(
-    choice: Choice, G: nn.Module | None, train: ImageDataset, test: ImageDataset, budget: Budget,
-    judge: nn.Module | None = None,
-) -> dict:
-    """Test accuracy of real-only and of the chosen recipe over seeds, and their paired gain (with the
-    classifiers validation scored, when `choice` carries them)."""
-    fits = choice.fits or Fits(G, train, budget, judge)
+def score_choice(choice: Choice, test: ImageDataset) -> dict:
+    """Test accuracy of real-only and of the chosen recipe over seeds (the classifiers validation
+    scored), and their paired gain."""
+    fits = choice.fits
     real = fits.scores(REAL, test)
     chosen = real if choice.recipe.name == REAL else fits.scores(choice.recipe.name, test)
     gains = [c - r for c, r in zip(chosen, real)]
@@ -218,9 +215,9 @@ def score_choice(
         "real_only": Repeated(tuple(real)).as_dict(),
         "recipe_test": Repeated(tuple(chosen)).as_dict(),
         "gain": Repeated(tuple(gains)).as_dict(),
-        "classifier_steps": budget.steps,
-        "n_real": len(train),
-        "n_synthetic": choice.recipe.synthetic_count(len(train), budget.max_synthetic),
+        "classifier_steps": fits.budget.steps,
+        "n_real": len(fits.train),
+        "n_synthetic": choice.recipe.synthetic_count(len(fits.train), fits.budget.max_synthetic),
     }
 
 
@@ -253,6 +250,6 @@ def recommend(
     """The report's answer for one real training set: a recipe chosen on validation (or the prior on a
     tie), its test score against real only, and the verdict."""
     choice = select_recipe(G, train, val, names, budget, judge, progress, prior)
-    scored = score_choice(choice, G, train, test, budget, judge)
+    scored = score_choice(choice, test)
     scored["verdict"] = verdict(scored)
     return scored

@@ -27,7 +27,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
-from ganray.metrics.recipes import Budget, Prior, check_recipes, helps, recommend
+from ganray.metrics.recipes import REAL, Budget, Prior, check_recipes, helps, recommend
 from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.runs.export import load_run_generator
@@ -200,11 +200,10 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
 def generate_command(run: RunDir, scored: dict) -> str:
     """The `ganray generate` call that writes the synthetic data the chosen recipe uses."""
     n = max(scored["n_synthetic"], 1000)
-    recipe = scored["recipe"]
-    judge_soft = recipe["soft"] and recipe.get("teacher", "judge") == "judge"
-    soft = " --set generate.soft_labels=true" if judge_soft else ""
+    teacher = scored["recipe"]["teacher"] if scored["recipe"]["soft"] else None
+    soft = " --set generate.soft_labels=true" if teacher == "judge" else ""
     command = f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}{soft}"
-    if recipe["soft"] and not judge_soft:  # the teacher is the user's own real-only classifiers, not ganray's judge
+    if teacher == REAL:  # the teacher is the user's own real-only classifiers, not ganray's judge
         command += "  # then label each sample with the mean class probabilities of your real-only classifiers"
     return command
 
