@@ -12,7 +12,8 @@ from ganray.data import load_splits
 from ganray.data.base import ImageDataset
 from ganray.data.registry import carve_validation
 from ganray.errors import GanrayError
-from ganray.metrics.recipes import REAL, Budget, Prior, check_recipes, helps, score_choice, select_recipe, verdict
+from ganray.metrics.classifier import images_ahead
+from ganray.metrics.recipes import REAL, Budget, Prior, by_validation, check_recipes, helps, score_choice, select_recipe, verdict
 from ganray.metrics.utility import Repeated
 from ganray.training.diffaugment import diff_augment
 from ganray.training.regularizers import LowDataRegularizer, lecam_penalty
@@ -144,6 +145,22 @@ def test_selection_reads_no_test_label(digits, low):
     lied = score_choice(choice, corrupted)
     assert honest["recipe"] == lied["recipe"] and honest["val"] == lied["val"]
     assert lied["real_only"]["mean"] < 0.3 < honest["real_only"]["mean"]
+
+
+@pytest.mark.parametrize("n", [30, 72, 105, 210])
+def test_one_validation_image_is_counted_exactly_whatever_the_float_error_of_the_means(n):
+    """A recipe one image ahead of real (each seed's k/n, averaged) is chosen; the prior one image behind is not."""
+    def mean(right: int) -> float:  # three seeds' accuracies, averaged as select_recipe does
+        return sum([right / n] * 3) / 3
+
+    assert 1.0 - mean(n - 1) < 1 / n  # the float error that used to make "one image ahead" miss
+    assert images_ahead(mean(n), mean(n - 1), n) == 1.0 and images_ahead(mean(n - 1), mean(n), n) == -1.0
+    assert images_ahead((n + n + n - 1) / (3 * n), mean(n), n) == round(-1 / 3, 9)
+    ahead = {REAL: mean(n - 1), "mix-50": mean(n), "mix-50-ens": mean(n - 1)}
+    assert by_validation(ahead, n, "mix-50-ens") == ("mix-50", "val")
+    assert by_validation({REAL: mean(n), "mix-50-ens": mean(n - 1)}, n, "mix-50-ens") == (REAL, "val")  # one behind: not within
+    assert by_validation({REAL: mean(n), "mix-50-ens": (3 * n - 2) / (3 * n)}, n, "mix-50-ens") == ("mix-50-ens", "prior")
+    assert by_validation({REAL: mean(n), "mix-50": mean(n)}, n, None) == (REAL, "val")  # ties go to real
 
 
 def test_each_recipes_classifiers_are_trained_once_and_the_ensemble_teacher_is_the_real_only_ones(digits, low, monkeypatch):

@@ -23,7 +23,7 @@ from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.generation.plan import ShardPlan
 from ganray.generation.render import Judge, draw_samples
-from ganray.metrics.classifier import ClassifierConfig, accuracy, train_classifier
+from ganray.metrics.classifier import ClassifierConfig, accuracy, images_ahead, train_classifier
 
 LATENT_SCALES = (1.0, 0.8, 1.25)  # the default first: ties keep it
 CONFIDENCES = (0.0, 0.5, 0.9)
@@ -72,7 +72,6 @@ def search_generation(
     """Resolve each "auto" setting on validation; fixed settings stay as given."""
     if is_auto(min_confidence) and judge is None:
         raise GanrayError("generate.min_confidence=auto needs the domain classifier; this is a bug, please report it")
-    margin = 1.0 / len(val)
     scored: dict[tuple[float, float], float | None] = {}  # in the order tried
 
     def score(scale: float, conf: float) -> float | None:
@@ -85,7 +84,7 @@ def search_generation(
         choice, top = candidates[0], score(*candidates[0])
         for c in candidates[1:]:
             value = score(*c)
-            if value is not None and (top is None or value >= top + margin):
+            if value is not None and (top is None or images_ahead(value, top, len(val)) >= 1):
                 choice, top = c, value
         return choice
 

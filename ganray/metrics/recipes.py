@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
-from ganray.metrics.classifier import ClassifierConfig, Mix, SmallCNN, accuracy, predict, train_mixed
+from ganray.metrics.classifier import ClassifierConfig, Mix, SmallCNN, accuracy, images_ahead, predict, train_mixed
 from ganray.metrics.utility import Repeated, coverage
 from ganray.models.sampling import sample_balanced
 
@@ -170,10 +170,10 @@ def select_recipe(
 ) -> Choice:
     """Choose a recipe on validation; reads no test data.
 
-    The recipe with the best mean validation accuracy wins if it beats `real` by `val_margin(val)`
-    (one image). Otherwise validation cannot tell them apart (at 10% digits all 30 validation
-    images are right under every recipe), and `prior.recipe` is chosen if it passes `Prior`'s gate;
-    failing that, `real`. The margin keeps validation noise from choosing synthetic data: on a real
+    The recipe with the best mean validation accuracy wins if it beats `real` by at least one
+    validation image (mean over the seeds). Otherwise validation cannot tell them apart (at 10%
+    digits all 30 validation images are right under every recipe), and `prior.recipe` is chosen
+    if it passes `Prior`'s gate; failing that, `real` (`by_validation`). The margin keeps validation noise from choosing synthetic data: on a real
     10-class set, mixes up to +0.3 points ahead of real on validation lost 0.3 on test.
     """
     table, fits = {}, Fits(G, train, budget, judge)
@@ -181,23 +181,28 @@ def select_recipe(
         progress(name)
         values = fits.scores(name, val)
         table[name] = {"mean": statistics.fmean(values), "values": values}
-    best = max(table, key=lambda n: (table[n]["mean"], n == REAL))
-    margin = val_margin(val)
-    if best != REAL and table[best]["mean"] - table[REAL]["mean"] >= margin:
-        return Choice(RECIPES[best], table, fits)
-    if prior.recipe in (None, REAL) or table[prior.recipe]["mean"] <= table[REAL]["mean"] - margin:
-        return Choice(RECIPES[REAL], table, fits)
+    name, basis = by_validation({n: v["mean"] for n, v in table.items()}, len(val), prior.recipe)
+    if basis != "prior":
+        return Choice(RECIPES[name], table, fits)
     if judge is None:
         raise GanrayError("a recipe prior needs a judge classifier to check the generator's labels")
     # The report's per-class coverage, overall: the share of samples the judge gives their own label.
     agreement = coverage(judge, G, prior.samples, budget.seeds[0], train.class_names)["overall"]
-    chosen = prior.recipe if agreement >= prior.min_agreement else REAL
+    chosen = name if agreement >= prior.min_agreement else REAL
     return Choice(RECIPES[chosen], table, fits, "prior" if chosen != REAL else "val", agreement)
 
 
-def val_margin(val: ImageDataset) -> float:
-    """What a recipe must gain over real on validation to be chosen: one image, as an accuracy."""
-    return 1.0 / max(1, len(val))
+def by_validation(means: dict[str, float], n_val: int, prior: str | None) -> tuple[str, str]:
+    """What validation alone decides, from each recipe's mean accuracy on `n_val` images:
+    (recipe, "val") when it beats real by at least one image (real wins ties), (prior, "prior")
+    when nothing does and the prior is less than one image behind real (its judge gate still to
+    pass), else (real, "val"). Counted in images (`images_ahead`), not accuracy differences."""
+    best = max(means, key=lambda n: (means[n], n == REAL))
+    if best != REAL and images_ahead(means[best], means[REAL], n_val) >= 1:
+        return best, "val"
+    if prior in (None, REAL) or images_ahead(means[prior], means[REAL], n_val) <= -1:
+        return REAL, "val"
+    return prior, "prior"
 
 
 def score_choice(choice: Choice, test: ImageDataset) -> dict:
