@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 
@@ -151,7 +153,7 @@ def test_selection_reads_no_test_label(digits, low):
 def test_one_validation_image_is_counted_exactly_whatever_the_float_error_of_the_means(n):
     """A recipe one image ahead of real (each seed's k/n, averaged) is chosen; the prior one image behind is not."""
     def mean(right: int) -> float:  # three seeds' accuracies, averaged as select_recipe does
-        return sum([right / n] * 3) / 3
+        return statistics.fmean([right / n] * 3)
 
     assert 1.0 - mean(n - 1) < 1 / n  # the float error that used to make "one image ahead" miss
     assert images_ahead(mean(n), mean(n - 1), n) == 1.0 and images_ahead(mean(n - 1), mean(n), n) == -1.0

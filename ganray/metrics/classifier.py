@@ -177,8 +177,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 def images_ahead(a: float, b: float, n: int) -> float:
     """How many more of `n` images accuracy `a` gets right than `b` (fractional for means over seeds).
 
-    Rounded to 9 places: "one image ahead" must be exactly 1.0, and the float error of a mean of
-    k/n accuracies otherwise lands it at 0.99999999999999996, so a rule "ahead by one image" missed
-    recipes exactly one image ahead.
+    Rounded to 9 places: "one image ahead" must be exactly 1.0, and the float error of k/n
+    accuracies (and their means over seeds) otherwise lands it at 0.9999999999999964, so a rule
+    "ahead by one image" missed recipes exactly one image ahead.
     """
     return round((a - b) * n, 9)

@@ -173,8 +173,9 @@ def select_recipe(
     The recipe with the best mean validation accuracy wins if it beats `real` by at least one
     validation image (mean over the seeds). Otherwise validation cannot tell them apart (at 10%
     digits all 30 validation images are right under every recipe), and `prior.recipe` is chosen
-    if it passes `Prior`'s gate; failing that, `real` (`by_validation`). The margin keeps validation noise from choosing synthetic data: on a real
-    10-class set, mixes up to +0.3 points ahead of real on validation lost 0.3 on test.
+    if it passes `Prior`'s gate; failing that, `real` (`by_validation`). The margin keeps
+    validation noise from choosing synthetic data: on a real 10-class set, mixes up to +0.3
+    points ahead of real on validation lost 0.3 on test.
     """
     table, fits = {}, Fits(G, train, budget, judge)
     for name in check_recipes(names, prior.recipe):
