@@ -1,0 +1,99 @@
+"""Augmentation in GAN training at low data: what it does to the samples alone and under the report's prior.
+
+Per variant (config overrides, e.g. `loss.diffaugment=` for none) and GAN training seed: a GAN
+trained in one process on `--fraction` of the real train split (validation carved out of it),
+then 10x the real data in class-balanced samples (at most 5,000), and
+
+    tstr         test accuracy of a classifier trained on the samples only (`eval.classifier_steps`,
+                 classifier seeds 0, 1, 2; one draw, noise seed 777 + GAN seed)
+    mix-50-ens   the change in validation and test accuracy against real only of the report's prior:
+                 half of every batch real, the samples labelled by the mean probabilities of the
+                 real-only classifiers (`eval.recipe_steps`, seeds 0, 1, 2), each classifier seed
+                 drawing its own samples (noise seed 50,000 + classifier seed)
+    judge        the share of samples a classifier trained on the same real images assigns to their label
+
+`gan_variants.py` asks the same of the older `mix-50` recipe (hard labels, shard-path draws).
+Usage (about 10 minutes per GAN on one core; MNIST-like folder data: `--fraction 0.34 --set
+data.source=folder --set data.path=DIR`):
+
+    .venv/bin/python bench/gan_augmentation.py --fraction 0.1 --seeds 0,1,2 \\
+        --variant default: --variant none:loss.diffaugment= \\
+        --variant "ada:loss.diffaugment=color,translation,cutout;loss.ada_target=0.6"
+
+A variant's overrides are separated by `;` (a DiffAugment policy is itself a comma list).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from ganray.metrics.classifier import ClassifierConfig, Mix, accuracy, predict, train_classifier, train_mixed  # noqa: E402
+from ganray.models.sampling import balanced_labels, generate  # noqa: E402
+from lowdata import CLASSIFIER_SEEDS, arguments, start  # noqa: E402
+from quality import trained_generator  # noqa: E402
+from results import mean_std, record  # noqa: E402
+
+
+def _variant(text: str) -> tuple[str, list[str]]:
+    name, _, sets = text.partition(":")
+    return name, [s for s in sets.split(";") if s]
+
+
+def _draw(G: torch.nn.Module, n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    y = balanced_labels(n, k)
+    return generate(G, torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed)), y), y
+
+
+def main() -> int:
+    p = arguments(__doc__)
+    p.add_argument("--variant", action="append", default=[], help="NAME:key=value;key=value (NAME: alone = the defaults)")
+    args = p.parse_args()
+    root, over, seeds, data, _ = start(args, "augmentation")
+    train, val, test, k, e = data.train, data.val, data.test, data.k, data.cfg.eval
+    teachers = [train_mixed(train.images, train.labels, k, None, ClassifierConfig(steps=e.recipe_steps, seed=cs))
+                for cs in CLASSIFIER_SEEDS]
+    real_v = statistics.mean(accuracy(m, val.images, val.labels) for m in teachers)
+    real_t = statistics.mean(accuracy(m, test.images, test.labels) for m in teachers)
+    print(f"real only at {e.recipe_steps} steps: val {real_v:.4f} test {real_t:.4f}", flush=True)
+
+    def teacher(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([predict(m, x) for m in teachers]).mean(0)
+
+    summary = []
+    for name, sets in [_variant(v) for v in args.variant or ["default:"]]:
+        rows = []
+        for seed in seeds:
+            G = trained_generator([*over, *sets, f"train.seed={seed}"], 1, root, f"{name}-seed{seed}")
+            x, y = _draw(G, data.n, k, 777 + seed)
+            tstr = statistics.mean(accuracy(train_classifier(x, y, k, data.classifier(cs)), test.images, test.labels)
+                                   for cs in CLASSIFIER_SEEDS)
+            agree = float((predict(data.judge, x).argmax(1) == y).float().mean())
+            v, t = [], []
+            for cs in CLASSIFIER_SEEDS:
+                xm, _ = _draw(G, data.n, k, 50_000 + cs)
+                m = train_mixed(train.images, train.labels, k, Mix(xm, teacher(xm), 0.5), ClassifierConfig(steps=e.recipe_steps, seed=cs))
+                v.append(accuracy(m, val.images, val.labels))
+                t.append(accuracy(m, test.images, test.labels))
+            row = {"seed": seed, "val_change": statistics.mean(v) - real_v, "test_change": statistics.mean(t) - real_t,
+                   "tstr": tstr, "judge": agree}
+            rows.append(row)
+            print(f"{name} seed {seed}: tstr {tstr:.4f} ({tstr / real_t:.3f}x); mix-50-ens val {100 * row['val_change']:+.2f} "
+                  f"test {100 * row['test_change']:+.2f} points; judge {agree:.3f}", flush=True)
+        (dt, sd), (ts, ts_sd) = mean_std([r["test_change"] for r in rows]), mean_std([r["tstr"] for r in rows])
+        summary.append({"variant": name, "sets": sets, "seeds": len(rows), "rows": rows, "test_change": dt, "test_std": sd,
+                        "tstr": ts, "tstr_std": ts_sd, "tstr_ratio": ts / real_t, "real_test": real_t})
+        print(f"{name} over {len(rows)} seed(s): mix-50-ens test {100 * dt:+.2f} ± {100 * sd:.2f} points; "
+              f"tstr {ts:.4f} ± {ts_sd:.4f} ({ts / real_t:.3f}x)", flush=True)
+    record("gan_augmentation", summary, [])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
