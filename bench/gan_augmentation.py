@@ -36,14 +36,9 @@ import torch  # noqa: E402
 
 from ganray.metrics.classifier import ClassifierConfig, Mix, accuracy, predict, train_classifier, train_mixed  # noqa: E402
 from ganray.models.sampling import balanced_labels, generate  # noqa: E402
-from lowdata import CLASSIFIER_SEEDS, arguments, start  # noqa: E402
+from lowdata import CLASSIFIER_SEEDS, arguments, parse_variant, start, summarize_variant  # noqa: E402
 from quality import trained_generator  # noqa: E402
-from results import mean_std, record  # noqa: E402
-
-
-def _variant(text: str) -> tuple[str, list[str]]:
-    name, _, sets = text.partition(":")
-    return name, [s for s in sets.split(";") if s]
+from results import record  # noqa: E402
 
 
 def _draw(G: torch.nn.Module, n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +62,7 @@ def main() -> int:
         return torch.stack([predict(m, x) for m in teachers]).mean(0)
 
     summary = []
-    for name, sets in [_variant(v) for v in args.variant or ["default:"]]:
+    for name, sets in [parse_variant(v, ";") for v in args.variant or ["default:"]]:
         rows = []
         for seed in seeds:
             G = trained_generator([*over, *sets, f"train.seed={seed}"], 1, root, f"{name}-seed{seed}")
@@ -86,11 +81,7 @@ def main() -> int:
             rows.append(row)
             print(f"{name} seed {seed}: tstr {tstr:.4f} ({tstr / real_t:.3f}x); mix-50-ens val {100 * row['val_change']:+.2f} "
                   f"test {100 * row['test_change']:+.2f} points; judge {agree:.3f}", flush=True)
-        (dt, sd), (ts, ts_sd) = mean_std([r["test_change"] for r in rows]), mean_std([r["tstr"] for r in rows])
-        summary.append({"variant": name, "sets": sets, "seeds": len(rows), "rows": rows, "test_change": dt, "test_std": sd,
-                        "tstr": ts, "tstr_std": ts_sd, "tstr_ratio": ts / real_t, "real_test": real_t})
-        print(f"{name} over {len(rows)} seed(s): mix-50-ens test {100 * dt:+.2f} ± {100 * sd:.2f} points; "
-              f"tstr {ts:.4f} ± {ts_sd:.4f} ({ts / real_t:.3f}x)", flush=True)
+        summary.append(summarize_variant(name, "mix-50-ens", rows, real_t, sets=sets))
     record("gan_augmentation", summary, [])
     return 0
 

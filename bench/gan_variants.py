@@ -27,14 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ganray.metrics.classifier import accuracy, predict, train_classifier  # noqa: E402
-from lowdata import CLASSIFIER_SEEDS, arguments, start  # noqa: E402
+from lowdata import CLASSIFIER_SEEDS, arguments, parse_variant, start, summarize_variant  # noqa: E402
 from quality import trained_generator  # noqa: E402
-from results import mean_std, record  # noqa: E402
-
-
-def _variant(text: str) -> tuple[str, list[str]]:
-    name, _, sets = text.partition(":")
-    return name, [s for s in sets.split(",") if s]
+from results import record  # noqa: E402
 
 
 def main() -> int:
@@ -45,7 +40,7 @@ def main() -> int:
     root, over, seeds, data, (real_v, real_t) = start(args, "variants")
     test, judge, k = data.test, data.judge, data.k
     summary = []
-    for name, sets in [_variant(v) for v in args.variant or ["default:"]]:
+    for name, sets in [parse_variant(v) for v in args.variant or ["default:"]]:
         rows = []
         for seed in seeds:
             G = trained_generator([*over, *sets, f"train.seed={seed}"], 1, root, f"{name}-seed{seed}")
@@ -58,15 +53,7 @@ def main() -> int:
             print(f"{name} seed {seed}: mix-50 val {100 * (v - real_v):+.2f} test {100 * (t - real_t):+.2f} points; "
                   f"tstr {tstr:.4f} ({tstr / real_t:.3f}x); judge {agree:.3f}", flush=True)
 
-        def ms(key: str) -> tuple[float, float]:
-            return mean_std([r[key] for r in rows])
-
-        (dt, sd), (ts, ts_sd) = ms("test_change"), ms("tstr")
-        summary.append({"variant": name, "sets": sets, "filter": args.filter, "seeds": len(rows), "rows": rows,
-                        "test_change": dt, "test_std": sd, "tstr": ts, "tstr_std": ts_sd, "tstr_ratio": ts / real_t,
-                        "judge": ms("judge")[0], "real_test": real_t})
-        print(f"{name} over {len(rows)} seed(s): mix-50 test {100 * dt:+.2f} ± {100 * sd:.2f} points; "
-              f"tstr {ts:.4f} ± {ts_sd:.4f} ({ts / real_t:.3f}x); judge {ms('judge')[0]:.3f}", flush=True)
+        summary.append(summarize_variant(name, "mix-50", rows, real_t, sets=sets, filter=args.filter))
     record("gan_variants", summary, [])
     return 0
 

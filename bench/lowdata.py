@@ -18,6 +18,7 @@ from ganray.generation.plan import ShardPlan
 from ganray.generation.render import draw_samples
 from ganray.log import setup_logging
 from ganray.metrics.classifier import ClassifierConfig, Mix, accuracy, train_classifier, train_mixed
+from results import mean_std
 
 CLASSIFIER_SEEDS = (0, 1, 2)
 
@@ -75,6 +76,21 @@ class LowData:
         got = draw_samples(members, plan.labels(0), plan.members(0, len(members)), plan.rng(0), latent_scale=scale,
                            judge=probabilities(self.judge) if conf > 0 else None, min_confidence=conf)
         return torch.from_numpy(got.images), torch.from_numpy(plan.labels(0))
+
+
+def parse_variant(text: str, sep: str = ",") -> tuple[str, list[str]]:
+    """`NAME:key=value<sep>key=value` -> (NAME, overrides); `NAME:` alone is the defaults."""
+    name, _, sets = text.partition(":")
+    return name, [s for s in sets.split(sep) if s]
+
+
+def summarize_variant(name: str, recipe: str, rows: list[dict], real_t: float, **extra) -> dict:
+    """Mean ± std over GAN seeds of a variant's rows (test_change, tstr, judge), printed and returned."""
+    (dt, sd), (ts, ts_sd), (judge, _) = (mean_std([r[k] for r in rows]) for k in ("test_change", "tstr", "judge"))
+    print(f"{name} over {len(rows)} seed(s): {recipe} test {100 * dt:+.2f} ± {100 * sd:.2f} points; "
+          f"tstr {ts:.4f} ± {ts_sd:.4f} ({ts / real_t:.3f}x); judge {judge:.3f}", flush=True)
+    return {"variant": name, **extra, "seeds": len(rows), "rows": rows, "test_change": dt, "test_std": sd, "tstr": ts,
+            "tstr_std": ts_sd, "tstr_ratio": ts / real_t, "judge": judge, "real_test": real_t}
 
 
 def arguments(doc: str) -> argparse.ArgumentParser:
