@@ -9,7 +9,8 @@ then 10x the real data in class-balanced samples (at most 5,000), and
     mix-50-ens   the change in validation and test accuracy against real only of the report's prior:
                  half of every batch real, the samples labelled by the mean probabilities of the
                  real-only classifiers (`eval.recipe_steps`, seeds 0, 1, 2), each classifier seed
-                 drawing its own samples (noise seed 50,000 + classifier seed)
+                 drawing its own samples (noise seed 50,000 + classifier seed); the report's own
+                 `fit_recipe`, so the figures are the report's
     judge        the share of samples a classifier trained on the same real images assigns to their label
 
 `gan_variants.py` asks the same of the older `mix-50` recipe (hard labels, shard-path draws).
@@ -32,18 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-
-from ganray.metrics.classifier import ClassifierConfig, Mix, accuracy, predict, train_classifier, train_mixed  # noqa: E402
-from ganray.models.sampling import balanced_labels, generate  # noqa: E402
+from ganray.metrics.classifier import accuracy, predict, train_classifier  # noqa: E402
+from ganray.metrics.recipes import REAL, RECIPES, Budget, fit_recipe  # noqa: E402
+from ganray.models.sampling import sample_balanced  # noqa: E402
 from lowdata import CLASSIFIER_SEEDS, arguments, parse_variant, start, summarize_variant  # noqa: E402
 from quality import trained_generator  # noqa: E402
 from results import record  # noqa: E402
-
-
-def _draw(G: torch.nn.Module, n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    y = balanced_labels(n, k)
-    return generate(G, torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed)), y), y
 
 
 def main() -> int:
@@ -52,28 +47,25 @@ def main() -> int:
     args = p.parse_args()
     root, over, seeds, data, _ = start(args, "augmentation")
     train, val, test, k, e = data.train, data.val, data.test, data.k, data.cfg.eval
-    teachers = [train_mixed(train.images, train.labels, k, None, ClassifierConfig(steps=e.recipe_steps, seed=cs))
-                for cs in CLASSIFIER_SEEDS]
+    # The report's own fits: real only (the teachers) and its prior, at its budget and sample draws.
+    budget = Budget(list(CLASSIFIER_SEEDS), e.recipe_steps, e.report_samples)
+    teachers = [fit_recipe(RECIPES[REAL], None, train, cs, budget) for cs in CLASSIFIER_SEEDS]
     real_v = statistics.mean(accuracy(m, val.images, val.labels) for m in teachers)
     real_t = statistics.mean(accuracy(m, test.images, test.labels) for m in teachers)
     print(f"real only at {e.recipe_steps} steps: val {real_v:.4f} test {real_t:.4f}", flush=True)
-
-    def teacher(x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([predict(m, x) for m in teachers]).mean(0)
 
     summary = []
     for name, sets in [parse_variant(v, ";") for v in args.variant or ["default:"]]:
         rows = []
         for seed in seeds:
             G = trained_generator([*over, *sets, f"train.seed={seed}"], 1, root, f"{name}-seed{seed}")
-            x, y = _draw(G, data.n, k, 777 + seed)
+            x, y = sample_balanced(G, data.n, 777 + seed)
             tstr = statistics.mean(accuracy(train_classifier(x, y, k, data.classifier(cs)), test.images, test.labels)
                                    for cs in CLASSIFIER_SEEDS)
             agree = float((predict(data.judge, x).argmax(1) == y).float().mean())
             v, t = [], []
             for cs in CLASSIFIER_SEEDS:
-                xm, _ = _draw(G, data.n, k, 50_000 + cs)
-                m = train_mixed(train.images, train.labels, k, Mix(xm, teacher(xm), 0.5), ClassifierConfig(steps=e.recipe_steps, seed=cs))
+                m = fit_recipe(RECIPES["mix-50-ens"], G, train, cs, budget, teachers=teachers)
                 v.append(accuracy(m, val.images, val.labels))
                 t.append(accuracy(m, test.images, test.labels))
             row = {"seed": seed, "val_change": statistics.mean(v) - real_v, "test_change": statistics.mean(t) - real_t,
