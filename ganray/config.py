@@ -158,6 +158,11 @@ class EvalConfig(_Section):
     )
     recipe_min_agreement: float = Field(0.9, ge=0.0, le=1.0, description="the prior's gate: the real-trained judge's "
                                         "agreement with the generator's labels on 1,000 class-balanced samples")
+    recipe_prior_max_per_class: float | None = Field(
+        100, gt=0, description="the prior is considered only for training sets of at most this many images per class "
+        "(train images / classes); null = any size. It helped at 12-82 per class (digits 10%/25%, MNIST) and lost "
+        "0.4 points at 115 per class (digits 100%)",
+    )
     recipes: list[str] = Field(
         default_factory=lambda: ["real", "mix-50", "mix-75", "mix-50-soft"],
         description="downstream recipes the report compares on validation (names in ganray.metrics.recipes); real is always one",

@@ -204,6 +204,12 @@ def test_on_a_validation_tie_the_prior_recipe_is_chosen_only_for_correctly_label
     assert good.recipe.name == "mix-50" and good.basis == "prior" and good.agreement > 0.9
     noise = select_recipe(NoiseGenerator(digits.train), small, tiny_val, ["real"], budget, judge, prior=prior)
     assert noise.recipe.name == REAL and noise.basis == "val" and noise.agreement < 0.3
+    # The same tie on a training set above the prior's size gate: real, and the prior is not even trained.
+    per_class = len(small) / small.num_classes
+    assert Prior("mix-50", max_per_class=per_class).applies(small) == "mix-50"
+    big = select_recipe(ReplayGenerator(digits.train), small, tiny_val, ["real"], budget, judge,
+                        prior=Prior("mix-50", min_agreement=0.9, samples=500, max_per_class=per_class - 1))
+    assert big.recipe.name == REAL and big.basis == "val" and set(big.val) == {"real"} and big.agreement is None
 
 
 def _scored(name: str, gains: list[float]) -> dict:

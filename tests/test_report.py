@@ -97,9 +97,15 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
         assert g["classifier_steps"] == 40  # every recipe, real only included, at eval.recipe_steps
         val, margin = {n: v["mean"] for n, v in g["val"].items()}, 1 / report["splits"]["val"]
         # A recipe must beat real by one validation image to be chosen over it; on a tie the prior
-        # (mix-50-ens by default) is, if within one image of real and its labels pass the judge.
+        # (mix-50-ens by default) is, if the fraction has at most eval.recipe_prior_max_per_class
+        # images per class (57.5 at 50%: yes; 115 at 100%: no), it is within one image of real and
+        # its labels pass the judge.
+        small = g["n_real"] / 10 <= report["config"]["eval"]["recipe_prior_max_per_class"]
+        assert small == (g is report["low_data"]["0.5"])
         if val["mix-50-ens"] - val["real"] >= margin:
             assert (g["recipe"]["name"], g["chosen_on"], g["label_agreement"]) == ("mix-50-ens", "val", None)
+        elif not small:
+            assert (g["recipe"]["name"], g["chosen_on"], g["label_agreement"]) == ("real", "val", None)
         elif val["mix-50-ens"] > val["real"] - margin and g["label_agreement"] >= 0.9:
             assert (g["recipe"]["name"], g["chosen_on"]) == ("mix-50-ens", "prior")
         else:

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ganray.config import EvalConfig
 from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.metrics.classifier import ClassifierConfig, Mix, SmallCNN, accuracy, images_ahead, predict, train_mixed
@@ -147,12 +148,26 @@ class Prior:
     `recipe` is one measured to help on other data (`eval.recipe_prior`; None = real only on a tie).
     It is used only if it scores within one validation image of real and the real-trained judge
     gives at least `min_agreement` of the generator's samples their own label: samples that
-    validation cannot vouch for must at least be labelled right.
+    validation cannot vouch for must at least be labelled right. It is considered only for
+    training sets of at most `max_per_class` images per class (None: any size), the sizes where
+    it was measured to help; with more real images the samples add less than they cost.
     """
 
     recipe: str | None = None
     min_agreement: float = 0.9
     samples: int = 1000
+    max_per_class: float | None = None
+
+    @classmethod
+    def of(cls, e: EvalConfig) -> "Prior":
+        """The prior the config sets (`eval.recipe_prior*`)."""
+        return cls(e.recipe_prior, e.recipe_min_agreement, max_per_class=e.recipe_prior_max_per_class)
+
+    def applies(self, train: ImageDataset) -> str | None:
+        """The prior's recipe for this training set, or None when it has too many images per class."""
+        if self.max_per_class is not None and len(train) / train.num_classes > self.max_per_class:
+            return None
+        return self.recipe
 
 
 @dataclass(frozen=True)
@@ -173,16 +188,17 @@ def select_recipe(
     The recipe with the best mean validation accuracy wins if it beats `real` by at least one
     validation image (mean over the seeds). Otherwise validation cannot tell them apart (at 10%
     digits all 30 validation images are right under every recipe), and `prior.recipe` is chosen
-    if it passes `Prior`'s gate; failing that, `real` (`by_validation`). The margin keeps
+    if it passes `Prior`'s gates (training-set size, then the judge; a prior gated out by size is
+    not even trained); failing that, `real` (`by_validation`). The margin keeps
     validation noise from choosing synthetic data: on a real 10-class set, mixes up to +0.3
     points ahead of real on validation lost 0.3 on test.
     """
-    table, fits = {}, Fits(G, train, budget, judge)
-    for name in check_recipes(names, prior.recipe):
+    table, fits, prior_recipe = {}, Fits(G, train, budget, judge), prior.applies(train)
+    for name in check_recipes(names, prior_recipe):
         progress(name)
         values = fits.scores(name, val)
         table[name] = {"mean": statistics.fmean(values), "values": values}
-    name, basis = by_validation({n: v["mean"] for n, v in table.items()}, len(val), prior.recipe)
+    name, basis = by_validation({n: v["mean"] for n, v in table.items()}, len(val), prior_recipe)
     if basis != "prior":
         return Choice(RECIPES[name], table, fits)
     if judge is None:

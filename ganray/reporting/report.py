@@ -152,7 +152,7 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
         judge = domain_classifier(train_f, rcfg.storage.cache_dir, e.classifier_steps).model
         log.info("report: choosing a downstream recipe on validation for %s of the real data (%d train, %d val images)",
                  f"{f:.0%}", len(train_f), len(val_f))
-        scored = recommend(G_f, train_f, val_f, full.test, e.recipes, budget, judge, Prior(e.recipe_prior, e.recipe_min_agreement),
+        scored = recommend(G_f, train_f, val_f, full.test, e.recipes, budget, judge, Prior.of(e),
                            progress=lambda name: log.debug("report: recipe %s", name))
         log.info("report: %s of the real data: %s", f"{f:.0%}", scored["verdict"])
         low_data[f"{f:g}"] = scored
@@ -261,7 +261,8 @@ def render_markdown(r: dict) -> str:
         "of the real train split, a GAN is trained on that fraction only, each recipe trains the same classifier "
         f"(with random-shift augmentation, {r['config']['eval']['recipe_steps']} steps, real only included) on that "
         "fraction plus the GAN's samples. A recipe that beats real on validation by one image is chosen; when none "
-        f"does, validation cannot tell them apart and the prior ({r['config']['eval']['recipe_prior']}) is chosen if it "
+        f"does, validation cannot tell them apart and the prior ({r['config']['eval']['recipe_prior']}) is chosen if the "
+        f"fraction has at most {r['config']['eval'].get('recipe_prior_max_per_class')} images per class, it "
         "is within one image of real and the real-trained judge agrees with at least "
         f"{r['config']['eval']['recipe_min_agreement']:.0%} of the generator's labels (else real only). The choice "
         "is scored against real only on test (mean ± std over seeds); the verdict says \"helps\" only for a gain "
