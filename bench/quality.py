@@ -92,7 +92,8 @@ def low_data(args, root: Path) -> int:
         target = GAIN_TARGETS.get(f, 0.0)
         checks.append(Check(f"real+synthetic - real, {f:.0%} real, {len(gains)} seeds (std {100 * std:.2f} pt)", mean, target))
         print(f"fraction {f:g}: gain {100 * mean:+.2f} ± {100 * std:.2f} points over {len(gains)} training seeds "
-              f"(target >= {100 * target:+.1f}, and > 2 std: {'met' if mean >= target and mean > 2 * std else 'NOT met'})")
+              f"(target >= {100 * target:+.1f}: {'met' if mean >= target else 'NOT met'}; above 2 std: {'yes' if mean > 2 * std else 'no'}"
+              f"{', real only at every seed' if all(r['recipe'] == 'real' for r in rows if r['fraction'] == f) else ''})")
     record("quality_low_data", rows, checks)
     return 0
 

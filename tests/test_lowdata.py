@@ -188,6 +188,31 @@ def test_each_recipes_classifiers_are_trained_once_and_the_ensemble_teacher_is_t
     assert torch.equal(recipes.synthetic_targets(recipes.RECIPES["mix-50"], x, y, None, None), y)
     with pytest.raises(GanrayError, match="'mix-50-ens' needs the real-only classifiers"):
         recipes.synthetic_targets(recipes.RECIPES["mix-50-ens"], x, y, None, None)
+    # mix-50-ens-hard: half the draw at random (the plain draw's first half), half the teacher's
+    # least certain samples of a 4x pool, class-balanced; trained for twice the steps.
+    hard = recipes.RECIPES["mix-50-ens-hard"]
+    xh, yh = recipes.draw_synthetic(hard, G, 100, 7, teachers=teachers)
+    assert torch.equal(xh[:50], sample_balanced(G, 50, 7)[0]) and torch.bincount(yh).tolist() == [10] * 10
+    pool, _ = sample_balanced(G, 400, 7 + recipes.POOL_SEED_OFFSET)
+    entropy = lambda z: -(lambda p: (p * p.clamp_min(1e-8).log()).sum(1))(recipes.teacher_probabilities(hard, None, teachers)(z))
+    assert entropy(xh[50:]).mean() > entropy(pool).mean() + 0.05
+    steps = []
+    monkeypatch.setattr(recipes, "train_mixed", lambda *a: steps.append(a[4].steps))
+    recipes.fit_recipe(hard, G, small, 0, Budget([0], 5, 100), teachers=teachers)
+    assert steps == [10]
+    with pytest.raises(GanrayError, match="'mix-50-ens-hard' needs the real-only classifiers"):
+        recipes.draw_synthetic(hard, G, 100, 7)
+
+
+def test_the_uncertain_pick_takes_each_classs_highest_entropy_samples():
+    from ganray.metrics.recipes import most_uncertain
+
+    probs = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.7, 0.3], [0.2, 0.8], [0.45, 0.55], [0.0, 1.0], [0.6, 0.4]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 0])
+    assert most_uncertain(probs, labels, 4).tolist() == [1, 6, 4, 3]  # class 0's two most uncertain, then class 1's
+    assert most_uncertain(probs, labels, 3).tolist() == [1, 6, 4]  # 3 over 2 classes: 2 + 1, as balanced_labels deals them
+    with pytest.raises(GanrayError, match="needs 4 samples of class 1 and the pool has 3"):
+        most_uncertain(probs, labels, 8)
 
 
 def test_on_a_validation_tie_the_prior_recipe_is_chosen_only_for_correctly_labelled_samples(digits, low):
@@ -209,7 +234,9 @@ def test_on_a_validation_tie_the_prior_recipe_is_chosen_only_for_correctly_label
     assert Prior("mix-50", max_per_class=per_class).applies(small) == "mix-50"
     big = select_recipe(ReplayGenerator(digits.train), small, tiny_val, ["real"], budget, judge,
                         prior=Prior("mix-50", min_agreement=0.9, samples=500, max_per_class=per_class - 1))
-    assert big.recipe.name == REAL and big.basis == "val" and set(big.val) == {"real"} and big.agreement is None
+    assert big.recipe.name == REAL and big.basis == "size" and set(big.val) == {"real"} and big.agreement is None
+    scored = score_choice(big, tiny_val)
+    assert "no prior above its size gate; validation chose 'real'" in verdict(scored)
 
 
 def _scored(name: str, gains: list[float]) -> dict:

@@ -75,7 +75,7 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     tmp, _ = small_run
     cfg = tiny_config(
         tmp, "eval.report_fractions=[0.5, 1.0]", "eval.report_seeds=[0, 1]", "eval.report_samples=200",
-        "eval.classifier_steps=30", "eval.recipe_steps=40", "eval.num_samples=100", "eval.recipes=[mix-50-ens]",
+        "eval.classifier_steps=30", "eval.recipe_steps=40", "eval.num_samples=100", "eval.recipes=[mix-50-ens-hard]",
         "eval.report_steps=scaled",
     )
     with caplog.at_level("INFO", logger="ganray"):
@@ -92,22 +92,23 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     assert set(report["low_data"]) == {"0.5", "1"}
     assert report["low_data"]["0.5"]["n_real"] < report["low_data"]["1"]["n_real"] == 1151  # 1,438 less validation
     assert report["splits"] == {"train": 1151, "val": 287, "test": 359, "decisions": "val", "final_numbers": "test"}
+    prior = report["config"]["eval"]["recipe_prior"]
+    assert prior == "mix-50-ens-hard"  # the default, and the one recipe the test names
     for g in report["low_data"].values():
-        assert set(g["val"]) == {"real", "mix-50-ens"}  # real is always compared
-        assert g["classifier_steps"] == 40  # every recipe, real only included, at eval.recipe_steps
+        assert set(g["val"]) == {"real", prior}  # real is always compared
+        assert g["classifier_steps"] == 40  # every recipe at eval.recipe_steps (x its steps_factor), real only at 1x
         val, margin = {n: v["mean"] for n, v in g["val"].items()}, 1 / report["splits"]["val"]
         # A recipe must beat real by one validation image to be chosen over it; on a tie the prior
-        # (mix-50-ens by default) is, if the fraction has at most eval.recipe_prior_max_per_class
-        # images per class (57.5 at 50%: yes; 115 at 100%: no), it is within one image of real and
-        # its labels pass the judge.
+        # is, if the fraction has at most eval.recipe_prior_max_per_class images per class (57.5 at
+        # 50%: yes; 115 at 100%: no), it is within one image of real and its labels pass the judge.
         small = g["n_real"] / 10 <= report["config"]["eval"]["recipe_prior_max_per_class"]
         assert small == (g is report["low_data"]["0.5"])
-        if val["mix-50-ens"] - val["real"] >= margin:
-            assert (g["recipe"]["name"], g["chosen_on"], g["label_agreement"]) == ("mix-50-ens", "val", None)
+        if val[prior] - val["real"] >= margin:
+            assert (g["recipe"]["name"], g["chosen_on"], g["label_agreement"]) == (prior, "val", None)
         elif not small:
-            assert (g["recipe"]["name"], g["chosen_on"], g["label_agreement"]) == ("real", "val", None)
-        elif val["mix-50-ens"] > val["real"] - margin and g["label_agreement"] >= 0.9:
-            assert (g["recipe"]["name"], g["chosen_on"]) == ("mix-50-ens", "prior")
+            assert (g["recipe"]["name"], g["chosen_on"], g["label_agreement"]) == ("real", "size", None)
+        elif val[prior] > val["real"] - margin and g["label_agreement"] >= 0.9:
+            assert (g["recipe"]["name"], g["chosen_on"]) == (prior, "prior")
         else:
             assert (g["recipe"]["name"], g["chosen_on"]) == ("real", "val")
         assert g["gain"]["mean"] == pytest.approx(g["recipe_test"]["mean"] - g["real_only"]["mean"])
@@ -133,7 +134,7 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     assert set(report["figures"]) == {"samples", "fid_curve", "accuracy"}
     md = (out / "report.md").read_text()
     assert "Train on synthetic, test on real" in md and "| 50% |" in md and f"{cas['ratio']:.3f}x" in md
-    assert f"**Verdict: {report['verdict']}.**" in md and "40 steps, real only included" in md
+    assert f"**Verdict: {report['verdict']}.**" in md and "40 steps times the recipe's steps_factor" in md
 
 
 def test_evaluate_command_on_a_run_and_an_exported_generator(capsys, small_run, tmp_path):

@@ -5,7 +5,8 @@ synthetic, and the classifier learns the generator's flaws. A recipe says instea
 synthetic data to draw (relative to the real data), what share of every batch stays real,
 whether the synthetic labels are soft class probabilities (distillation: the judge's, or the
 mean of the comparison's own real-only classifiers), and whether to pre-train on synthetic data
-and fine-tune on real. `real` is always a candidate,
+and fine-tune on real, which samples to draw (some picked where the teacher is least sure), and
+how many classifier steps to take. `real` is always a candidate,
 so "train on real only" is a possible answer.
 
 The choice is made on the validation split only (`select_recipe` never sees test); the test
@@ -27,7 +28,7 @@ from ganray.data.base import ImageDataset
 from ganray.errors import GanrayError
 from ganray.metrics.classifier import ClassifierConfig, Mix, SmallCNN, accuracy, images_ahead, predict, train_mixed
 from ganray.metrics.utility import Repeated, coverage
-from ganray.models.sampling import sample_balanced
+from ganray.models.sampling import balanced_labels, sample_balanced
 
 REAL = "real"
 
@@ -41,6 +42,8 @@ class Recipe:
     teacher: str = "judge"  # soft labels' teacher: "judge", or "real" (the mean of the real-only classifiers)
     pretrain: bool = False  # classifier steps on synthetic only, then the same steps on real only
     min_synthetic: int = 1000  # a floor on the synthetic draw, so a 100-image dataset still gets variety
+    uncertain_share: float = 0.0  # share of the draw picked per class as the teacher's least certain samples
+    steps_factor: int = 1  # classifier steps = eval.recipe_steps x this
 
     def synthetic_count(self, n_real: int, cap: int) -> int:
         """Synthetic images to draw for `n_real` real ones, at most `cap` (`eval.report_samples`)."""
@@ -57,6 +60,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("mix-75", real_share=0.75, synthetic_ratio=10),
         Recipe("mix-50-soft", real_share=0.5, synthetic_ratio=10, soft=True),
         Recipe("mix-50-ens", real_share=0.5, synthetic_ratio=10, soft=True, teacher=REAL),
+        Recipe("mix-50-ens-hard", real_share=0.5, synthetic_ratio=10, soft=True, teacher=REAL, uncertain_share=0.5, steps_factor=2),
         Recipe("pretrain", synthetic_ratio=10, pretrain=True),
     )
 }
@@ -91,14 +95,12 @@ def fit_recipe(
     `teacher="real"` recipe: an ensemble of the baselines the comparison trains anyway, so its
     distillation costs no extra classifier.
     """
-    cfg = ClassifierConfig(steps=budget.steps, seed=seed)
+    cfg = ClassifierConfig(steps=budget.steps * recipe.steps_factor, seed=seed)
     if recipe.name == REAL:
         return train_mixed(real.images, real.labels, real.num_classes, None, cfg)
     if G is None:
         raise GanrayError(f"recipe {recipe.name!r} needs a generator")
-    images, labels = sample_balanced(G, recipe.synthetic_count(len(real), budget.max_synthetic), draw + seed)
-    if labels is None:
-        raise GanrayError("downstream recipes need a class-conditional generator (model.arch=cdcgan)")
+    images, labels = draw_synthetic(recipe, G, recipe.synthetic_count(len(real), budget.max_synthetic), draw + seed, judge, teachers)
     targets = synthetic_targets(recipe, images, labels, judge, teachers)
     if recipe.pretrain:
         model = train_mixed(images, targets, real.num_classes, None, cfg)
@@ -106,18 +108,62 @@ def fit_recipe(
     return train_mixed(real.images, real.labels, real.num_classes, Mix(images, targets, recipe.real_share), cfg)
 
 
-def synthetic_targets(
-    recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, judge: nn.Module | None, teachers: list[nn.Module] | None,
-) -> torch.Tensor:
-    """The samples' training targets: the generator's labels, or a teacher's class probabilities
-    (the judge's, or the mean over the real-only classifiers for `teacher="real"`)."""
-    if not recipe.soft:
-        return labels
+POOL_FACTOR = 4  # an uncertain pick chooses among this many times the draw's size
+POOL_SEED_OFFSET = 20_000  # the pool's noise seed, apart from the draw's own
+
+
+def draw_synthetic(
+    recipe: Recipe, G: nn.Module, n: int, seed: int, judge: nn.Module | None = None, teachers: list[nn.Module] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` class-balanced samples of `G` and their labels, from `seed` only.
+
+    With `recipe.uncertain_share` > 0, that share of them is picked, class by class, from a pool
+    `POOL_FACTOR` times the draw: the samples the recipe's teacher is least sure of (highest
+    entropy). Those lie near the class boundaries, where the teacher's soft labels say the most a
+    random draw rarely says; the rest is drawn at random, so the mix still covers each class.
+    """
+    n_uncertain = round(n * recipe.uncertain_share)
+    images, labels = sample_balanced(G, n - n_uncertain, seed)
+    if labels is None:
+        raise GanrayError("downstream recipes need a class-conditional generator (model.arch=cdcgan)")
+    if n_uncertain == 0:
+        return images, labels
+    pool, pool_labels = sample_balanced(G, POOL_FACTOR * n, seed + POOL_SEED_OFFSET)
+    picked = most_uncertain(teacher_probabilities(recipe, judge, teachers)(pool), pool_labels, n_uncertain)
+    return torch.cat([images, pool[picked]]), torch.cat([labels, pool_labels[picked]])
+
+
+def most_uncertain(probs: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of `n` samples, as class-balanced as `balanced_labels` (by `labels`), each class's
+    being its samples of highest entropy under `probs`, in class order."""
+    entropy = -(probs * probs.clamp_min(1e-8).log()).sum(1)
+    per_class = torch.bincount(balanced_labels(n, probs.shape[1]), minlength=probs.shape[1]).tolist()
+    chosen = []
+    for c, count in enumerate(per_class):
+        members = torch.nonzero(labels == c).flatten()
+        if len(members) < count:
+            raise GanrayError(f"an uncertain pick needs {count} samples of class {c} and the pool has {len(members)}")
+        chosen.append(members[entropy[members].argsort(descending=True)[:count]])
+    return torch.cat(chosen)
+
+
+def teacher_probabilities(
+    recipe: Recipe, judge: nn.Module | None, teachers: list[nn.Module] | None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The recipe's teacher as a function of images: the judge's class probabilities, or the mean
+    over the real-only classifiers for `teacher="real"`."""
     chosen = ([judge] if judge is not None else []) if recipe.teacher == "judge" else list(teachers or [])
     if not chosen:
         who = "a judge classifier" if recipe.teacher == "judge" else "the real-only classifiers"
         raise GanrayError(f"recipe {recipe.name!r} needs {who} for its soft labels")
-    return torch.stack([predict(t, images) for t in chosen]).mean(0)
+    return lambda images: torch.stack([predict(t, images) for t in chosen]).mean(0)
+
+
+def synthetic_targets(
+    recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, judge: nn.Module | None, teachers: list[nn.Module] | None,
+) -> torch.Tensor:
+    """The samples' training targets: the generator's labels, or the teacher's class probabilities."""
+    return teacher_probabilities(recipe, judge, teachers)(images) if recipe.soft else labels
 
 
 class Fits:
@@ -131,7 +177,7 @@ class Fits:
     def models(self, name: str) -> list[SmallCNN]:
         if name not in self._models:
             recipe = RECIPES[name]
-            teachers = self.models(REAL) if recipe.soft and recipe.teacher == REAL else None
+            teachers = self.models(REAL) if (recipe.soft or recipe.uncertain_share) and recipe.teacher == REAL else None
             self._models[name] = [
                 fit_recipe(recipe, self.G, self.train, s, self.budget, self.judge, teachers=teachers) for s in self.budget.seeds
             ]
@@ -175,7 +221,8 @@ class Choice:
     recipe: Recipe
     val: dict[str, dict]  # recipe name -> {"mean", "values"} accuracy on validation
     fits: Fits = field(repr=False, compare=False)  # the classifiers validation scored; test scores the same ones
-    basis: str = "val"  # "val": it beat the others on validation; "prior": validation tied and the prior passed its gate
+    basis: str = "val"  # "val": it beat the others on validation; "prior": validation tied and the prior passed its
+    # gates; "size": real, with the prior off for a training set this large (validation chose no other recipe)
     agreement: float | None = None  # the judge's agreement with the generator's labels, when the prior was considered
 
 
@@ -200,7 +247,8 @@ def select_recipe(
         table[name] = {"mean": statistics.fmean(values), "values": values}
     name, basis = by_validation({n: v["mean"] for n, v in table.items()}, len(val), prior_recipe)
     if basis != "prior":
-        return Choice(RECIPES[name], table, fits)
+        gated = name == REAL and prior.recipe not in (None, REAL) and prior_recipe is None
+        return Choice(RECIPES[name], table, fits, "size" if gated else basis)
     if judge is None:
         raise GanrayError("a recipe prior needs a judge classifier to check the generator's labels")
     # The report's per-class coverage, overall: the share of samples the judge gives their own label.
@@ -256,7 +304,8 @@ def verdict(scored: dict) -> str:
     point gain is noise, and saying "helps" would send a team to generate data for nothing.
     """
     g, name = scored["gain"], scored["recipe"]["name"]
-    how = "validation chose" if scored.get("chosen_on", "val") == "val" else "validation tied, so the prior chose"
+    how = {"prior": "validation tied, so the prior chose", "size": "no prior above its size gate; validation chose"}.get(
+        scored.get("chosen_on", "val"), "validation chose")
     points = f"{100 * g['mean']:+.1f} ± {100 * g['std']:.1f} points"
     if name == REAL or g["mean"] <= 0:
         return f"it does not help on this data; train on real only ({how} {name!r}, test gain {points})"

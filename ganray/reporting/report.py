@@ -27,7 +27,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
-from ganray.metrics.recipes import REAL, Budget, Prior, check_recipes, helps, recommend
+from ganray.metrics.recipes import POOL_FACTOR, REAL, Budget, Prior, check_recipes, helps, recommend
 from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.runs.export import load_run_generator
@@ -199,13 +199,23 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
 
 def generate_command(run: RunDir, scored: dict) -> str:
     """The `ganray generate` call that writes the synthetic data the chosen recipe uses."""
+    recipe = scored["recipe"]
     n = max(scored["n_synthetic"], 1000)
-    teacher = scored["recipe"]["teacher"] if scored["recipe"]["soft"] else None
+    uncertain = recipe.get("uncertain_share", 0.0)
+    teacher = recipe["teacher"] if recipe["soft"] else None
     soft = " --set generate.soft_labels=true" if teacher == "judge" else ""
-    command = f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}{soft}"
+    count = n * POOL_FACTOR if uncertain else n
+    command = f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={count}{soft}"
     if teacher == REAL:  # the teacher is the user's own real-only classifiers, not ganray's judge
         command += "  # then label each sample with the mean class probabilities of your real-only classifiers"
+    if uncertain:
+        command += (f"{'' if teacher == REAL else '  #'} and keep {n}, class-balanced: {1 - uncertain:.0%} at random and "
+                    f"{uncertain:.0%} where the teacher is least sure (highest entropy)")
     return command
+
+
+def _size_gate(max_per_class: float | None) -> str:
+    return "" if max_per_class is None else f"the fraction has at most {max_per_class:g} images per class (mean), "
 
 
 def _pm(d: dict) -> str:
@@ -259,10 +269,11 @@ def render_markdown(r: dict) -> str:
         f"Splits: {r['splits']['train']} train, {r['splits']['val']} validation, {r['splits']['test']} test images. "
         "Every choice below is made on validation; test is read once, for the final numbers. For each fraction "
         "of the real train split, a GAN is trained on that fraction only, each recipe trains the same classifier "
-        f"(with random-shift augmentation, {r['config']['eval']['recipe_steps']} steps, real only included) on that "
+        f"(with random-shift augmentation, {r['config']['eval']['recipe_steps']} steps times the recipe's steps_factor, real "
+        "only at 1x) on that "
         "fraction plus the GAN's samples. A recipe that beats real on validation by one image is chosen; when none "
-        f"does, validation cannot tell them apart and the prior ({r['config']['eval']['recipe_prior']}) is chosen if the "
-        f"fraction has at most {r['config']['eval'].get('recipe_prior_max_per_class')} images per class, it "
+        f"does, validation cannot tell them apart and the prior ({r['config']['eval']['recipe_prior'] or 'none: real only'}) "
+        f"is chosen if {_size_gate(r['config']['eval'].get('recipe_prior_max_per_class'))}it "
         "is within one image of real and the real-trained judge agrees with at least "
         f"{r['config']['eval']['recipe_min_agreement']:.0%} of the generator's labels (else real only). The choice "
         "is scored against real only on test (mean ± std over seeds); the verdict says \"helps\" only for a gain "
