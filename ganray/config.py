@@ -160,7 +160,7 @@ class EvalConfig(_Section):
     recipe_min_agreement: float = Field(0.9, ge=0.0, le=1.0, description="the prior's gate: the real-trained judge's "
                                         "agreement with the generator's labels on 1,000 class-balanced samples")
     recipe_prior_max_per_class: float | None = Field(
-        100, gt=0, description="the prior is considered only for training sets of at most this many images per class "
+        100.0, gt=0, description="the prior is considered only for training sets of at most this many images per class "
         "(mean: train images / classes); null = any size. mix-50-ens gained at 12 and 82 per class (digits 10%, MNIST), "
         "nothing measurable at 29 (digits 25%), and lost 0.37 points at 115 (digits 100%) and 0.03 at 240 (MNIST)",
     )
