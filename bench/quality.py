@@ -14,6 +14,8 @@ trained on that fraction (validation carved out of it, as `data.val_fraction` do
 report's recipe chosen on validation, and its test gain over real only (classifier seeds 0, 1,
 2). Targets: +1.0 point at 10%, +0.5 at 25%, >= 0 at 100%, each larger than twice its std.
 Any `data.*` works, e.g. `--set data.source=folder --set data.path=DIR` for data ganray never saw.
+With `--workers 2 --runs-dir DIR` the GAN runs stay in DIR and a rerun reuses them (Ray Train
+resumes a finished run at its last step), so recipes can be remeasured without retraining.
 """
 
 from __future__ import annotations
@@ -106,11 +108,12 @@ def main() -> int:
     p.add_argument("--samples", type=int, default=5000, help="synthetic samples per classifier (the report's default)")
     p.add_argument("--fractions", default="", help="low-data gains at these real fractions, e.g. 0.1,0.25,1.0")
     p.add_argument("--recipes", default="", help="recipes compared on validation (default: eval.recipes)")
+    p.add_argument("--runs-dir", default="", help="keep the GAN runs here; a rerun resumes (reuses) finished ones (default: a temp dir)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     setup_logging("WARNING")
     torch.set_num_threads(args.threads)
-    root = Path(tempfile.mkdtemp(prefix="ganray-bench-quality-"))
+    root = Path(args.runs_dir) if args.runs_dir else Path(tempfile.mkdtemp(prefix="ganray-bench-quality-"))
     if args.fractions:
         return low_data(args, root)
     cfg = load_config(None, args.overrides)

@@ -19,7 +19,7 @@ from ganray.errors import GanrayError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True, validate_default=True)
 
 
 class DataConfig(_Section):

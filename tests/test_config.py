@@ -72,6 +72,19 @@ def test_fingerprint_tracks_sections():
     assert a.fingerprint() != b.fingerprint()
 
 
+def test_a_dumped_config_reloads_to_the_same_fingerprint(tmp_path):
+    # A sweep or a resumed run compares the stored config's fingerprint with the live one; a
+    # default of the wrong type (100 on a float field) used to dump as 100 and reload as 100.0.
+    from ganray.config import dump_config
+
+    cfg = load_config()
+    (tmp_path / "c.yaml").write_text(dump_config(cfg))
+    again = load_config(tmp_path / "c.yaml")
+    assert again.model_dump() == cfg.model_dump()
+    assert again.fingerprint() == cfg.fingerprint()
+    assert isinstance(cfg.eval.recipe_prior_max_per_class, float)
+
+
 def test_readme_documents_every_config_key():
     from pathlib import Path
 
