@@ -85,8 +85,10 @@ def _print_output(out) -> None:
     if "recipe" in m:
         r = m["recipe"]
         how = " (searched on validation)" if r["searched_on"] else ""
+        taught = f" (teacher {r['teacher']})" if r.get("teacher") else ""
+        picked = f", uncertain share {r['uncertain_share']:g}" if r.get("uncertain_share") else ""
         print(f"recipe:          {len(r['generators'])} generator(s), latent_scale {r['latent_scale']}, "
-              f"min_confidence {r['min_confidence']}, soft labels {'on' if r['soft_labels'] else 'off'}{how}")
+              f"min_confidence {r['min_confidence']}, soft labels {'on' if r['soft_labels'] else 'off'}{taught}{picked}{how}")
     print(f"manifest:        {out.uri.rstrip('/')}/manifest.json")
 
 

@@ -290,7 +290,16 @@ class GenerateConfig(_Section):
         "auto = searched on the validation split like min_confidence; recorded in the manifest",
     )
     soft_labels: bool = Field(
-        False, description="add the domain classifier's class probabilities of each sample to its .json (soft_label), for distillation"
+        False, description="add the teacher's class probabilities of each sample to its .json (soft_label), for distillation"
+    )
+    teacher: Literal["judge", "real"] = Field(
+        "judge", description="whose class probabilities make soft_label and rank uncertain_share: judge = the domain classifier; "
+        "real = the mean of the report's real-only classifiers (eval.report_seeds, eval.recipe_steps), the report's "
+        "mix-*-ens recipes' teacher; trained on the generator's training data",
+    )
+    uncertain_share: float = Field(
+        0.0, ge=0.0, lt=1.0, description="this share of each shard's samples, class by class, is the teacher's least certain "
+        "(highest entropy) of 4x as many candidates; the rest are drawn at random; 0 = off (the report's *-hard recipes: 0.5)",
     )
     num_actors: int = Field(0, ge=0, description="Ray actors writing shards; 0 = one per ray.cpus_per_worker CPUs in the cluster")
     batch_size: int = Field(256, ge=1, description="generator forward batch (256 suits CPU caches; raise it on GPUs)")

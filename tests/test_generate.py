@@ -431,6 +431,40 @@ def test_soft_labels_are_the_judges_probabilities_and_sum_to_one(tmp_path, ray_l
     assert np.mean([np.argmax(m["soft_label"]) == int(m["class_name"]) for m in metas]) > 0.5
 
 
+def test_the_real_teacher_labels_and_picks_the_least_certain_half_identically_on_1_and_2_actors(tmp_path, ray_local, generator_dir):
+    # What the report's mix-50-ens-hard recipe trains on, in one command: soft labels from the mean
+    # of the real-only classifiers, half of each class the least certain of 4x as many candidates.
+    from ganray.metrics.classifier import predict
+    from ganray.metrics.recipes import real_only_classifiers
+
+    extra = ("generate.soft_labels=true", "generate.teacher=real", "generate.uncertain_share=0.5", "eval.report_seeds=[0,1]",
+             "eval.recipe_steps=40")
+    one = generate(gen_config(tmp_path, str(tmp_path / "one"), *extra, "generate.num_actors=1"), load_generator(generator_dir))
+    generate(gen_config(tmp_path, str(tmp_path / "two"), *extra, "generate.num_actors=2"), load_generator(generator_dir))
+    assert shard_files(tmp_path / "one") == shard_files(tmp_path / "two") and len(shard_files(tmp_path / "one")) == 3
+    m = one.manifest
+    assert m["identity"]["teacher"] == {"name": "real", "seeds": [0, 1], "steps": 40} and m["identity"]["uncertain_share"] == 0.5
+    assert (m["recipe"]["teacher"], m["recipe"]["uncertain_share"]) == ("real", 0.5)
+    assert m["num_samples"] == N and list(m["class_counts"].values()) == [N // 10] * 10
+    assert m["acceptance_rate"] == pytest.approx(1 / 3, abs=0.01)  # each picked sample is one of 4 candidates
+    # The soft labels are the teacher's: the mean of the report's real-only classifiers (same seeds and steps).
+    cfg = gen_config(tmp_path, str(tmp_path / "x"), *extra)
+    teacher = real_only_classifiers(load_splits(cfg.data).train, [0, 1], 40)
+    shards, metas = load_shards(tmp_path / "one"), _metas(tmp_path / "one")
+    expected = torch.stack([predict(t, shards.images) for t in teacher]).mean(0).numpy()
+    soft = np.asarray([x["soft_label"] for x in metas])
+    assert np.abs(soft - expected).max() < 1e-4 and np.allclose(soft.sum(1), 1, atol=1e-4)
+    # The picked half (the last of each class in each shard) is the least certain: higher entropy.
+    entropy = -(soft * np.log(np.clip(soft, 1e-8, None))).sum(1)
+    picked = np.zeros(N, dtype=bool)
+    for start in range(0, N, SHARD):
+        labels = np.asarray([int(x["class_name"]) for x in metas[start : start + SHARD]])
+        for c in range(10):
+            where = np.flatnonzero(labels == c)
+            picked[start + where[len(where) - round(0.5 * len(where)) :]] = True
+    assert 0.45 < picked.mean() < 0.55 and entropy[picked].mean() > 1.5 * entropy[~picked].mean()
+
+
 def test_auto_settings_are_searched_on_validation_and_recorded(tmp_path, ray_local, generator_dir):
     from ganray.generation.search import CONFIDENCES, LATENT_SCALES
 

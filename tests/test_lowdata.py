@@ -213,6 +213,7 @@ def test_the_uncertain_pick_takes_each_classs_highest_entropy_samples():
     assert most_uncertain(probs, labels, 3).tolist() == [1, 6, 4]  # 3 over 2 classes: 2 + 1, as balanced_labels deals them
     with pytest.raises(GanrayError, match="needs 4 samples of class 1 and the pool has 3"):
         most_uncertain(probs, labels, 8)
+    assert most_uncertain(probs, labels, [1, 2]).tolist() == [1, 4, 3]  # counts per class, as a shard of any mix asks
 
 
 def test_on_a_validation_tie_the_prior_recipe_is_chosen_only_for_correctly_labelled_samples(digits, low):

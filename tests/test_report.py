@@ -117,11 +117,14 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
         assert "generate_command" not in report
     else:
         assert report["generate_command"].startswith(f"ganray generate --run {tmp / 'run'}")
-        # A recipe taught by the judge needs the judge's probabilities in the shards; one taught by
-        # the real-only classifiers gets the instruction to label the samples with the user's own.
-        recipe = report["recipe"]
-        assert ("generate.soft_labels=true" in report["generate_command"]) == (recipe["soft"] and recipe["teacher"] == "judge")
-        assert ("your real-only classifiers" in report["generate_command"]) == (recipe["soft"] and recipe["teacher"] == "real")
+        # The command writes the recipe's data: its teacher's soft labels (generate trains the real-only
+        # teacher with the report's seeds and steps) and its uncertain pick.
+        recipe, command = report["recipe"], report["generate_command"]
+        assert ("generate.soft_labels=true" in command) == recipe["soft"]
+        assert ("generate.teacher=real" in command) == (recipe["teacher"] == "real" and recipe["soft"])
+        if recipe["teacher"] == "real" and recipe["soft"]:
+            assert "eval.report_seeds=[0,1]" in command
+        assert (f"generate.uncertain_share={recipe['uncertain_share']:g}" in command) == (recipe["uncertain_share"] > 0)
     assert 0 <= report["coverage"]["overall"] <= 1
     assert report["fidelity"]["metrics"]["fid_domain"] > 0
     assert report["seeds"]["classifier"] == [0, 1] and report["config"]["eval"]["report_samples"] == 200
@@ -135,6 +138,28 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     md = (out / "report.md").read_text()
     assert "Train on synthetic, test on real" in md and "| 50% |" in md and f"{cas['ratio']:.3f}x" in md
     assert f"**Verdict: {report['verdict']}.**" in md and "40 steps times the recipe's steps_factor" in md
+
+
+@pytest.mark.parametrize("name, steps, flags, absent", [
+    ("mix-50-ens-hard", 1000, ["generate.num_samples=1150", "generate.soft_labels=true", "generate.teacher=real",
+                               "generate.uncertain_share=0.5"], ["eval."]),
+    ("mix-50-ens-hard", 300, ["generate.teacher=real", "eval.recipe_steps=300"], []),
+    ("mix-50-soft", 1000, ["generate.soft_labels=true"], ["generate.teacher", "uncertain"]),
+    ("mix-50", 1000, ["generate.num_samples=1150"], ["soft_labels", "generate.teacher", "uncertain"]),
+])
+def test_the_generate_command_writes_the_recipes_data(name, steps, flags, absent):
+    # Everything the recipe trains on comes from the one command: samples, teacher, uncertain pick.
+    from dataclasses import asdict
+
+    from ganray.config import EvalConfig
+    from ganray.metrics.recipes import RECIPES
+    from ganray.reporting.report import generate_command
+    from ganray.runs.run_dir import RunDir
+
+    scored = {"recipe": asdict(RECIPES[name]), "n_synthetic": 1150}  # as report.json holds it
+    command = generate_command(RunDir.at("runs/x"), scored, EvalConfig(recipe_steps=steps))
+    assert command.startswith("ganray generate --run ") and "#" not in command
+    assert all(f in command for f in flags) and not any(a in command for a in absent)
 
 
 def test_evaluate_command_on_a_run_and_an_exported_generator(capsys, small_run, tmp_path):

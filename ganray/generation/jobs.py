@@ -60,13 +60,17 @@ class GeneratorFactory:
     png_level: int
     latent_scale: float = 1.0
     soft_labels: bool = False
+    teacher: tuple[dict[str, torch.Tensor], ...] | None = None  # real-only classifiers' states (generate.teacher=real)
+    uncertain_share: float = 0.0
 
     def __call__(self, device: torch.device) -> GeneratedShards:
         meta = {"image_shape": self.image_shape, "class_names": self.class_names}
         members = tuple(generator_from({**meta, "model": model}, state).to(device) for model, state in self.members)
         judge = _judge(self.judge, self.image_shape, len(self.class_names), device) if self.judge is not None else None
+        teacher = _mean_probabilities(self.teacher, self.image_shape, len(self.class_names), device) if self.teacher else None
         return GeneratedShards(members[0] if len(members) == 1 else members, self.plan, self.class_names, self.identity,
-                               self.batch_size, judge, self.min_confidence, self.png_level, self.latent_scale, self.soft_labels)
+                               self.batch_size, judge, self.min_confidence, self.png_level, self.latent_scale, self.soft_labels,
+                               teacher, self.uncertain_share)
 
 
 def _png(level: int) -> dict[str, int]:
@@ -77,15 +81,20 @@ def _png(level: int) -> dict[str, int]:
 
 def _judge(payload: dict, image_shape: tuple[int, int, int], k: int, device: torch.device):
     """Class probabilities of images in [-1, 1], from the domain classifier's payload."""
+    return _mean_probabilities([payload["state"]], image_shape, k, device)
+
+
+def _mean_probabilities(states, image_shape: tuple[int, int, int], k: int, device: torch.device):
+    """The mean class probabilities of images in [-1, 1] over the classifiers with these states."""
     from ganray.metrics.domain import classifier_from_state
 
-    clf = classifier_from_state(payload["state"], image_shape, k).to(device).eval()
+    models = [classifier_from_state(state, image_shape, k).to(device).eval() for state in states]
 
-    def judge(x: torch.Tensor) -> torch.Tensor:
+    def probabilities(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return torch.softmax(clf(x), dim=1)
+            return torch.stack([torch.softmax(m(x), dim=1) for m in models]).mean(0)
 
-    return judge
+    return probabilities
 
 
 def check_ensemble(loaded: list[LoadedGenerator]) -> None:
@@ -116,8 +125,23 @@ class Settings:
 
     latent_scale: float
     min_confidence: float
-    judge: dict | None  # the domain classifier's payload, when filtering or adding soft labels
+    judge: dict | None  # the domain classifier's payload, when filtering or it teaches
     search: Searched | None  # the validation search, when anything was `auto`
+    teacher: tuple[dict[str, torch.Tensor], ...] | None = None  # real-only classifiers, when generate.teacher=real teaches
+
+
+def _teaches(g) -> str | None:
+    """Who labels or picks samples (`generate.teacher`), when soft labels or an uncertain pick need one."""
+    return g.teacher if g.soft_labels or g.uncertain_share > 0 else None
+
+
+def _teacher_identity(cfg: Config) -> dict[str, Any]:
+    """What a teacher adds to an output's identity: only when one teaches, so earlier outputs keep theirs."""
+    g, who = cfg.generate, _teaches(cfg.generate)
+    out: dict[str, Any] = {"uncertain_share": g.uncertain_share} if g.uncertain_share > 0 else {}
+    if who == "real":
+        out["teacher"] = {"name": "real", "seeds": list(cfg.eval.report_seeds), "steps": cfg.eval.recipe_steps}
+    return out
 
 
 def resolve_settings(cfg: Config, members: list[LoadedGenerator], store: Store) -> Settings:
@@ -126,15 +150,17 @@ def resolve_settings(cfg: Config, members: list[LoadedGenerator], store: Store) 
 
     g, info = cfg.generate, members[0].info
     auto = [k for k in ("latent_scale", "min_confidence") if is_auto(getattr(g, k))]
-    needs_judge = g.soft_labels or is_auto(g.min_confidence) or g.min_confidence > 0
-    if not auto and not needs_judge:
+    who = _teaches(g)
+    needs_judge = who == "judge" or is_auto(g.min_confidence) or g.min_confidence > 0
+    if not auto and not needs_judge and who is None:
         return Settings(g.latent_scale, g.min_confidence, None, None)
-    uses = [f"generate.{k}={getattr(g, k)}" for k in ("latent_scale", "min_confidence", "soft_labels")
+    uses = [f"generate.{k}={getattr(g, k)}" for k in ("latent_scale", "min_confidence", "soft_labels", "uncertain_share")
             if getattr(g, k) not in (1.0, 0.0, False)]
     splits = _generator_splits(cfg, info, " and ".join(uses))
     judge = domain_payload_of(cfg, splits) if needs_judge else None
+    teacher = real_teacher_of(cfg, splits) if who == "real" else None
     if not auto:
-        return Settings(g.latent_scale, g.min_confidence, judge, None)
+        return Settings(g.latent_scale, g.min_confidence, judge, None, teacher)
     if splits.val is None or not len(splits.val):
         raise GanrayError("auto generation settings are searched on the validation split; set data.val_fraction above 0")
     store.check_writable()  # an unwritable output fails before a search of minutes, not after it
@@ -147,7 +173,7 @@ def resolve_settings(cfg: Config, members: list[LoadedGenerator], store: Store) 
         progress=lambda what: log.info("scoring %s on validation", what),
     )
     log.info("chosen on validation: latent_scale=%s min_confidence=%s", found.latent_scale, found.min_confidence)
-    return Settings(found.latent_scale, found.min_confidence, judge, found)
+    return Settings(found.latent_scale, found.min_confidence, judge, found, teacher)
 
 
 def generate(cfg: Config, loaded: LoadedGenerator | list[LoadedGenerator]) -> OutputSummary:
@@ -178,17 +204,18 @@ def generate(cfg: Config, loaded: LoadedGenerator | list[LoadedGenerator]) -> Ou
         # Like the PNG level: part of the identity only when set, so earlier outputs keep theirs.
         **({"latent_scale": settings.latent_scale} if settings.latent_scale != 1.0 else {}),
         **({"soft_labels": True} if g.soft_labels else {}),
+        **_teacher_identity(cfg),
     }
     recipe = {
         "generators": fingerprints, "latent_scale": settings.latent_scale, "min_confidence": settings.min_confidence,
-        "soft_labels": g.soft_labels, "searched_on": "val" if settings.search else None,
-        "search": settings.search.table if settings.search else [],
+        "soft_labels": g.soft_labels, "teacher": _teaches(g), "uncertain_share": g.uncertain_share,
+        "searched_on": "val" if settings.search else None, "search": settings.search.table if settings.search else [],
     }
-    judge = settings.judge if settings.min_confidence > 0 or g.soft_labels else None
+    judge = settings.judge if settings.min_confidence > 0 or _teaches(g) == "judge" else None
     factory = GeneratorFactory(
         tuple((m.info["model"], {k: v.detach().cpu() for k, v in m.G.state_dict().items()}) for m in members),
         tuple(info["image_shape"]), class_names, plan, identity_hash(identity), g.batch_size, judge,
-        settings.min_confidence, g.png_compress_level, settings.latent_scale, g.soft_labels,
+        settings.min_confidence, g.png_compress_level, settings.latent_scale, g.soft_labels, settings.teacher, g.uncertain_share,
     )
     return write_output(cfg, store, plan, identity, list(class_names), factory, {"recipe": recipe})
 
@@ -202,6 +229,17 @@ def _generator_splits(cfg: Config, info: dict, needs: str):
             "set data.* to the dataset the generator was trained on"
         )
     return splits
+
+
+def real_teacher_of(cfg: Config, splits) -> tuple[dict[str, torch.Tensor], ...]:
+    """The report's real-only classifiers of the generator's own training data, shipped to the actors."""
+    from ganray.metrics.recipes import real_only_classifiers
+
+    seeds = list(cfg.eval.report_seeds)
+    log.info("training the teacher: %d real-only classifiers of %d steps on %d real images", len(seeds),
+             cfg.eval.recipe_steps, len(splits.train))
+    models = real_only_classifiers(splits.train, seeds, cfg.eval.recipe_steps)
+    return tuple({k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models)
 
 
 def domain_payload_of(cfg: Config, splits) -> dict:

@@ -20,6 +20,7 @@ from ganray.errors import GanrayError
 from ganray.generation.manifest import ShardRecord
 from ganray.generation.plan import ShardPlan
 from ganray.generation.shard import PNG_LEVEL, Sample, sample_key, shard_bytes, shard_name
+from ganray.metrics.recipes import POOL_FACTOR, most_uncertain
 
 MAX_ROUNDS = 100  # quality filter: candidate rounds before the acceptance rate is called too low
 
@@ -98,12 +99,33 @@ def draw_samples(
     )
 
 
+def _probabilities(fn: Judge, images: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """`fn`'s class probabilities of stored (uint8) images."""
+    out = [fn(to_unit(torch.from_numpy(images[i : i + batch_size])).to(device)).float().cpu().numpy()
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def uncertain_slots(labels: np.ndarray, share: float) -> np.ndarray:
+    """The positions an uncertain pick fills: the last round(share * n_c) of each class c, in class order."""
+    slots = []
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        take = int(round(share * len(where)))
+        slots.append(where[len(where) - take :])
+    return np.concatenate(slots) if slots else np.zeros(0, dtype=np.int64)
+
+
 @dataclass
 class GeneratedShards:
     """Samples of one conditional generator or an ensemble, optionally kept only when a judge agrees.
 
     With several generators, each class's samples alternate between them (`ShardPlan.members`).
-    `soft_labels` adds the judge's class probabilities to each sample's metadata.
+    `soft_labels` adds the teacher's class probabilities to each sample's metadata; the teacher is
+    `teacher` (e.g. the mean of real-only classifiers) or, when None, the judge. With
+    `uncertain_share` > 0 that share of each class's samples in a shard is the teacher's least
+    certain (highest entropy) of `POOL_FACTOR` times as many candidates, drawn after the rest from
+    the shard's own stream, so the shard stays a pure function of (plan, s).
     """
 
     G: nn.Module | Sequence[nn.Module]
@@ -116,31 +138,57 @@ class GeneratedShards:
     png_level: int = PNG_LEVEL
     latent_scale: float = 1.0
     soft_labels: bool = False
+    teacher: Judge | None = None
+    uncertain_share: float = 0.0
 
     @property
     def members(self) -> tuple[nn.Module, ...]:
         return tuple(self.G) if isinstance(self.G, (list, tuple)) else (self.G,)
 
+    def _draw(self, labels: np.ndarray, member: np.ndarray, rng: np.random.Generator, what: str) -> tuple[Drawn, np.ndarray | None]:
+        """Samples of `labels` and the teacher's probabilities of them (None without a teacher or judge)."""
+        got = draw_samples(
+            self.members, labels, member, rng, latent_scale=self.latent_scale, judge=self.judge,
+            min_confidence=self.min_confidence, batch_size=self.batch_size, what=what,
+        )
+        if self.teacher is None:
+            return got, got.probs
+        device = next(self.members[0].parameters()).device
+        return got, _probabilities(self.teacher, got.images, self.batch_size, device)
+
     def render(self, s: int) -> tuple[bytes, ShardRecord]:
         labels, members = self.plan.labels(s), self.members
         member = self.plan.members(s, len(members))
-        got = draw_samples(
-            members, labels, member, self.plan.rng(s), latent_scale=self.latent_scale, judge=self.judge,
-            min_confidence=self.min_confidence, batch_size=self.batch_size, what=f"shard {s}",
-        )
+        rng = self.plan.rng(s)
+        got, taught = self._draw(labels, member, rng, f"shard {s}")
+        images, judged, drawn = got.images, got.probs, got.drawn
+        if self.uncertain_share > 0:
+            if taught is None:
+                raise GanrayError("an uncertain pick needs a teacher or a judge; this is a bug, please report it")
+            slots = uncertain_slots(labels, self.uncertain_share)
+            pool_labels, pool_member = np.repeat(labels[slots], POOL_FACTOR), np.repeat(member[slots], POOL_FACTOR)
+            pool, pool_taught = self._draw(pool_labels, pool_member, rng, f"shard {s}'s uncertain pool")
+            per_class = np.bincount(labels[slots], minlength=len(self.class_names)).tolist()
+            pick = most_uncertain(torch.from_numpy(pool_taught), torch.from_numpy(pool_labels), per_class).numpy()
+            images, member, taught = images.copy(), member.copy(), taught.copy()
+            images[slots], member[slots], taught[slots] = pool.images[pick], pool_member[pick], pool_taught[pick]
+            if judged is not None:
+                judged = judged.copy()
+                judged[slots] = pool.probs[pick]
+            drawn += pool.drawn
         start, _ = self.plan.bounds(s)
         samples = []
         for i in range(len(labels)):
             meta = {"class_name": self.class_names[labels[i]], "seed": self.plan.seed, "shard": s, "index": start + i, "source": "generate"}
             if len(members) > 1:
                 meta["member"] = int(member[i])
-            if got.probs is not None:
-                meta["confidence"] = round(float(got.probs[i, labels[i]]), 6)
-                if self.soft_labels:
-                    meta["soft_label"] = [round(float(p), 6) for p in got.probs[i]]
-            samples.append(Sample(sample_key(s, i), got.images[i], int(labels[i]), meta))
+            if judged is not None:
+                meta["confidence"] = round(float(judged[i, labels[i]]), 6)
+            if self.soft_labels and taught is not None:
+                meta["soft_label"] = [round(float(p), 6) for p in taught[i]]
+            samples.append(Sample(sample_key(s, i), images[i], int(labels[i]), meta))
         data = shard_bytes(samples, self.png_level)
-        return data, _record(s, data, labels, len(self.class_names), got.drawn, self.identity)
+        return data, _record(s, data, labels, len(self.class_names), drawn, self.identity)
 
 
 def augment_transform(ops: list[str], channels: int) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -133,11 +133,12 @@ def draw_synthetic(
     return torch.cat([images, pool[picked]]), torch.cat([labels, pool_labels[picked]])
 
 
-def most_uncertain(probs: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices of `n` samples, as class-balanced as `balanced_labels` (by `labels`), each class's
-    being its samples of highest entropy under `probs`, in class order."""
+def most_uncertain(probs: torch.Tensor, labels: torch.Tensor, n: int | Sequence[int]) -> torch.Tensor:
+    """Indices of `n` samples, as class-balanced as `balanced_labels` (by `labels`), or of `n[c]`
+    of each class c, each class's being its samples of highest entropy under `probs`, in class order."""
     entropy = -(probs * probs.clamp_min(1e-8).log()).sum(1)
-    per_class = torch.bincount(balanced_labels(n, probs.shape[1]), minlength=probs.shape[1]).tolist()
+    k = probs.shape[1]
+    per_class = torch.bincount(balanced_labels(n, k), minlength=k).tolist() if isinstance(n, int) else list(n)
     chosen = []
     for c, count in enumerate(per_class):
         members = torch.nonzero(labels == c).flatten()
@@ -164,6 +165,11 @@ def synthetic_targets(
 ) -> torch.Tensor:
     """The samples' training targets: the generator's labels, or the teacher's class probabilities."""
     return teacher_probabilities(recipe, judge, teachers)(images) if recipe.soft else labels
+
+
+def real_only_classifiers(train: ImageDataset, seeds: list[int], steps: int) -> list[SmallCNN]:
+    """The report's real-only classifiers (one per seed): the `teacher="real"` recipes' teacher."""
+    return [fit_recipe(RECIPES[REAL], None, train, s, Budget(seeds, steps, 0)) for s in seeds]
 
 
 class Fits:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import torch.nn as nn
 
-from ganray.config import Config, DataConfig
+from ganray.config import Config, DataConfig, EvalConfig
 from ganray.data import load_splits
 from ganray.data.base import ImageDataset, Splits
 from ganray.data.registry import carve_train
@@ -27,7 +27,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
-from ganray.metrics.recipes import POOL_FACTOR, REAL, Budget, Prior, check_recipes, helps, recommend
+from ganray.metrics.recipes import REAL, Budget, Prior, check_recipes, helps, recommend
 from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.runs.export import load_run_generator
@@ -193,24 +193,28 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
         report["recipe"] = own["recipe"]
         report["verdict"] = own["verdict"]
         if helps(own):  # no synthetic data to make when real only wins or the gain is noise
-            report["generate_command"] = generate_command(run, own)
+            report["generate_command"] = generate_command(run, own, e)
     return report
 
 
-def generate_command(run: RunDir, scored: dict) -> str:
-    """The `ganray generate` call that writes the synthetic data the chosen recipe uses."""
+def generate_command(run: RunDir, scored: dict, e: EvalConfig) -> str:
+    """The `ganray generate` call that writes the synthetic data the chosen recipe uses: its
+    samples, its teacher's soft labels and its uncertain pick (per shard, from 4x candidates)."""
     recipe = scored["recipe"]
     n = max(scored["n_synthetic"], 1000)
-    uncertain = recipe.get("uncertain_share", 0.0)
-    teacher = recipe["teacher"] if recipe["soft"] else None
-    soft = " --set generate.soft_labels=true" if teacher == "judge" else ""
-    count = n * POOL_FACTOR if uncertain else n
-    command = f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={count}{soft}"
-    if teacher == REAL:  # the teacher is the user's own real-only classifiers, not ganray's judge
-        command += "  # then label each sample with the mean class probabilities of your real-only classifiers"
-    if uncertain:
-        command += (f"{'' if teacher == REAL else '  #'} and keep {n}, class-balanced: {1 - uncertain:.0%} at random and "
-                    f"{uncertain:.0%} where the teacher is least sure (highest entropy)")
+    command = f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}"
+    teacher = recipe["teacher"] if recipe["soft"] or recipe.get("uncertain_share", 0.0) else None
+    if recipe["soft"]:
+        command += " --set generate.soft_labels=true"
+    if teacher == REAL:  # generate trains the same real-only classifiers: the report's seeds and steps
+        command += " --set generate.teacher=real"
+        default = EvalConfig()
+        if e.report_seeds != default.report_seeds:
+            command += f" --set eval.report_seeds=[{','.join(map(str, e.report_seeds))}]"
+        if e.recipe_steps != default.recipe_steps:
+            command += f" --set eval.recipe_steps={e.recipe_steps}"
+    if recipe.get("uncertain_share", 0.0):
+        command += f" --set generate.uncertain_share={recipe['uncertain_share']:g}"
     return command
 
 
