@@ -9,6 +9,12 @@ Joining a loopback cluster needs the same switch: without it, `ray.init(address=
 rewrites 127.0.0.1 to the external address, where nothing listens, and retries forever. And
 `ray.init` retries an unreachable address forever too, so a join first checks that the GCS
 port answers (`JOIN_TIMEOUT_S`) and fails with one line if it does not.
+
+Ray 2.59+ starts local clusters with token authentication (the token in ~/.ray/auth_token, the
+mode in the starting process's environment only). A process started on its own, say `ganray
+generate` in a second terminal while `ganray train` runs, has the token file but not the mode,
+so it connected without the token, was refused for ~20 s and died with a traceback. A join now
+turns token auth on when a token is available, and a refusal is one line.
 """
 
 from __future__ import annotations
@@ -68,8 +74,32 @@ def join_ray(address: str) -> None:
         ) from None
     if is_loopback(host):
         loopback_only()
-    ray.init(address=f"{host}:{port}", log_to_driver=True, logging_level=_ray_level())
+    use_token_if_available()
+    try:
+        ray.init(address=f"{host}:{port}", log_to_driver=True, logging_level=_ray_level())
+    except ConnectionError as e:
+        raise GanrayError(
+            f"the Ray cluster at {address} refused this process ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            "if it uses token authentication, give its token (RAY_AUTH_TOKEN or ~/.ray/auth_token), "
+            "or set ray.address=local to start a private local Ray"
+        ) from None
     quiet_console()
+
+
+def use_token_if_available() -> None:
+    """Turn Ray's token authentication on for this process when a token is available and
+    RAY_AUTH_MODE is unset: local clusters of Ray 2.59+ require it, and a token sent to a
+    cluster without authentication is ignored."""
+    from ray._private.authentication import authentication_token_setup as setup
+
+    ray_log = logging.getLogger(setup.__name__)  # its "token authentication is enabled" warning: debug only
+    level = ray_log.level
+    if not _verbose():
+        ray_log.setLevel(logging.ERROR)
+    try:
+        setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        ray_log.setLevel(level)
 
 
 def is_loopback(host: str) -> bool:
