@@ -8,6 +8,7 @@ step (Train V2 has no `resume_from_checkpoint`).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -157,8 +158,45 @@ def train_with_ray(cfg: Config) -> TrainOutcome:
         return _fit(cfg, run, loop_config)
 
 
+RAY_SNAPSHOT = f"{CHECKPOINTS}/checkpoint_manager_snapshot.json"  # Ray Train V2's record of the checkpoints it registered
+
+
+def forget_pruned_checkpoints(run: RunDir) -> list[str]:
+    """Drop the checkpoints ganray pruned from Ray Train's snapshot; returns their names.
+
+    Ray Train V2 lists every checkpoint it registered (`num_to_keep=None`: ganray prunes, see
+    `prune_checkpoints`) and refuses to resume when one of them is gone ("a corrupted run
+    directory"), so a run with more checkpoints than `train.keep_checkpoints` could not be
+    resumed. The snapshot's format is Ray's (2.60); fields this does not know are kept as they are.
+    """
+    store = run.store
+    if not store.exists(RAY_SNAPSHOT):
+        return []
+    snap = json.loads(store.read_bytes(RAY_SNAPSHOT))
+    present = set(checkpoint_names(run))
+    results, indices = snap.get("checkpoint_results", []), snap.get("checkpoint_report_indices", [])
+    kept = [i for i, r in enumerate(results) if r.get("checkpoint_dir_name") in present]
+    gone = [r.get("checkpoint_dir_name") for i, r in enumerate(results) if i not in kept]
+    latest = snap.get("latest_checkpoint_result")
+    if not gone and (latest is None or latest.get("checkpoint_dir_name") in present):
+        return []
+    snap["checkpoint_results"] = [results[i] for i in kept]
+    if len(indices) == len(results):
+        snap["checkpoint_report_indices"] = [indices[i] for i in kept]
+    for key in ("validated_checkpoint_dir_names", "timed_out_validation_checkpoint_dir_names",
+                "failed_validation_checkpoint_dir_names"):
+        if key in snap:
+            snap[key] = [n for n in snap[key] if n in present]
+    if latest is not None and latest.get("checkpoint_dir_name") not in present:
+        snap["latest_checkpoint_result"] = snap["checkpoint_results"][-1] if snap["checkpoint_results"] else None
+    store.write_bytes(RAY_SNAPSHOT, json.dumps(snap).encode())
+    return gone
+
+
 def _fit(cfg: Config, run: RunDir, loop_config: dict) -> TrainOutcome:
     resumed = prepare_run_dir(run, cfg)
+    if resumed:
+        forget_pruned_checkpoints(run)
     loop_config["run"] = run
     storage_path, filesystem = run.ray_storage()
     ensure_ray(cfg.ray)
