@@ -275,13 +275,14 @@ def check_names(cfg: Config) -> None:
     """Names the registries own, checked before any command starts work: a typo is one line at once."""
     from ganray.data.registry import source
     from ganray.metrics.names import check_metrics
-    from ganray.metrics.recipes import check_recipes
+    from ganray.metrics.recipes import check_recipes, teacher_recipe
     from ganray.models import get_arch
 
     source(cfg.data.source)
     get_arch(cfg.model.arch)
     check_metrics(cfg.eval.metrics)
     check_recipes(cfg.eval.recipes, cfg.eval.recipe_prior)
+    teacher_recipe(cfg.generate.teacher)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -292,10 +292,11 @@ class GenerateConfig(_Section):
     soft_labels: bool = Field(
         False, description="add the teacher's class probabilities of each sample to its .json (soft_label), for distillation"
     )
-    teacher: Literal["judge", "real"] = Field(
+    teacher: str = Field(
         "judge", description="whose class probabilities make soft_label and rank uncertain_share: judge = the domain classifier; "
-        "real = the mean of the report's real-only classifiers (eval.report_seeds, eval.recipe_steps), the report's "
-        "mix-*-ens recipes' teacher; trained on the generator's training data",
+        "a recipe's name = the mean of the report's classifiers of that recipe (eval.report_seeds, eval.recipe_steps, "
+        "eval.report_samples), trained on the generator's training data: real = the real-only ones (the mix-*-ens "
+        "recipes' teacher), mix-50-ens-hard = its students (mix-50-ns's teacher)",
     )
     uncertain_share: float = Field(
         0.0, ge=0.0, lt=1.0, description="this share of each shard's samples, class by class, is the teacher's least certain "

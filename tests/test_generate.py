@@ -416,6 +416,10 @@ def test_ensemble_shards_are_byte_identical_across_actor_counts_and_split_each_c
     with pytest.raises(GanrayError, match="differ in class names"):
         generate(gen_config(tmp_path, str(tmp_path / "bad")), [a, other])
     assert not (tmp_path / "bad").exists()
+    # A student teacher trains on one generator's samples: an ensemble is refused before any work.
+    with pytest.raises(GanrayError, match="generate.teacher=mix-50-ens-hard trains its classifiers on one generator"):
+        generate(gen_config(tmp_path, str(tmp_path / "bad"), "generate.soft_labels=true", "generate.teacher=mix-50-ens-hard"), [a, b])
+    assert not (tmp_path / "bad").exists()
 
 
 def test_soft_labels_are_the_judges_probabilities_and_sum_to_one(tmp_path, ray_local, generator_dir):
@@ -463,6 +467,28 @@ def test_the_real_teacher_labels_and_picks_the_least_certain_half_identically_on
             where = np.flatnonzero(labels == c)
             picked[start + where[len(where) - round(0.5 * len(where)) :]] = True
     assert 0.45 < picked.mean() < 0.55 and entropy[picked].mean() > 1.5 * entropy[~picked].mean()
+
+
+def test_a_student_teacher_is_the_reports_classifiers_of_its_recipe_on_this_generator(tmp_path, ray_local, generator_dir):
+    # mix-50-ns's data in one command: soft labels from the mean of mix-50-ens-hard's classifiers,
+    # trained as the report trains them (seeds, steps, synthetic cap) on the same generator.
+    from ganray.metrics.classifier import predict
+    from ganray.metrics.recipes import Budget, Fits
+
+    extra = ("generate.soft_labels=true", "generate.teacher=mix-50-ens-hard", "eval.report_seeds=[0,1]", "eval.recipe_steps=20",
+             "eval.report_samples=200", "generate.num_samples=100", "generate.num_actors=1")
+    loaded = load_generator(generator_dir)
+    cfg = gen_config(tmp_path, str(tmp_path / "one"), *extra)
+    m = generate(cfg, loaded).manifest
+    assert m["identity"]["teacher"] == {"name": "mix-50-ens-hard", "seeds": [0, 1], "steps": 20, "samples": 200}
+    students = Fits(loaded.G, load_splits(cfg.data).train, Budget([0, 1], 20, 200)).models("mix-50-ens-hard")
+    real = Fits(None, load_splits(cfg.data).train, Budget([0, 1], 20, 200)).models("real")
+    shards = load_shards(tmp_path / "one")
+    soft = np.asarray([x["soft_label"] for x in _metas(tmp_path / "one")])
+    expected = torch.stack([predict(t, shards.images) for t in students]).mean(0).numpy()
+    assert np.abs(soft - expected).max() < 1e-4 and np.allclose(soft.sum(1), 1, atol=1e-4)
+    # ... and not the real-only classifiers' (the teacher of mix-50-ens-hard itself).
+    assert np.abs(soft - torch.stack([predict(t, shards.images) for t in real]).mean(0).numpy()).max() > 0.01
 
 
 def test_auto_settings_are_searched_on_validation_and_recorded(tmp_path, ray_local, generator_dir):

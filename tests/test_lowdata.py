@@ -261,6 +261,39 @@ def test_recipe_names_are_checked():
         check_recipes(["mix-50"], "mixx")
 
 
+def test_teachers_are_the_judge_or_an_earlier_recipe_and_a_bad_teacher_is_one_line(capsys):
+    from ganray.metrics.recipes import RECIPES, Recipe, _check_teachers, teacher_recipe
+
+    assert RECIPES["mix-50-ns"].teacher == "mix-50-ens-hard" and RECIPES["mix-50-ens-hard"].teacher == REAL
+    with pytest.raises(AssertionError, match="'a': teacher 'b' is neither the judge nor an earlier recipe"):
+        _check_teachers({"a": Recipe("a", teacher="b"), "b": Recipe("b")})  # a later teacher could close a cycle
+    assert teacher_recipe("mix-50-ens-hard") == "mix-50-ens-hard" and teacher_recipe("judge") == "judge"
+    with pytest.raises(GanrayError, match="unknown teacher 'bogus' in generate.teacher; use judge or a recipe: real, mix-50"):
+        teacher_recipe("bogus")
+    assert main(["generate", "--generator", "/nonexistent", "--set", "generate.teacher=bogus"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown teacher 'bogus'" in err[0]
+
+
+def test_a_student_recipe_is_taught_by_its_teacher_recipes_classifiers_on_another_draw(digits, low, monkeypatch):
+    """Noisy student: mix-50-ns's samples are labelled and picked by mix-50-ens-hard's classifiers
+    (each trained once, themselves taught by the real-only ones), drawn from other noise."""
+    from ganray.metrics import recipes
+
+    small, _ = low
+    drawn = []
+    real_draw = recipes.draw_synthetic
+    monkeypatch.setattr(recipes, "draw_synthetic", lambda r, G, n, seed, judge=None, teachers=None:
+                        drawn.append((r.name, seed, teachers)) or real_draw(r, G, n, seed, judge, teachers))
+    fits = recipes.Fits(ReplayGenerator(small), small, Budget([0, 1], 5, 100))
+    students = fits.models("mix-50-ns")
+    hard, real = fits.models("mix-50-ens-hard"), fits.models(REAL)
+    assert [(name, seed) for name, seed, _ in drawn] == [
+        ("mix-50-ens-hard", 50_000), ("mix-50-ens-hard", 50_001), ("mix-50-ns", 60_000), ("mix-50-ns", 60_001)]
+    assert all(t is real for _, _, t in drawn[:2]) and all(t is hard for _, _, t in drawn[2:])
+    assert len(students) == 2 and not any(s is h for s in students for h in hard)
+
+
 def test_report_with_an_unknown_recipe_is_one_line(capsys):
     assert main(["report", "--run", "/nonexistent", "--set", "eval.recipes=[real, bogus]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -121,8 +121,9 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
         # teacher with the report's seeds and steps) and its uncertain pick.
         recipe, command = report["recipe"], report["generate_command"]
         assert ("generate.soft_labels=true" in command) == recipe["soft"]
-        assert ("generate.teacher=real" in command) == (recipe["teacher"] == "real" and recipe["soft"])
-        if recipe["teacher"] == "real" and recipe["soft"]:
+        taught = recipe["teacher"] != "judge" and (recipe["soft"] or recipe["uncertain_share"] > 0)
+        assert (f"generate.teacher={recipe['teacher']}" in command) == taught
+        if taught:
             assert "eval.report_seeds=[0,1]" in command
         assert (f"generate.uncertain_share={recipe['uncertain_share']:g}" in command) == (recipe["uncertain_share"] > 0)
     assert 0 <= report["coverage"]["overall"] <= 1
@@ -144,6 +145,7 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     ("mix-50-ens-hard", 1000, ["generate.num_samples=1150", "generate.soft_labels=true", "generate.teacher=real",
                                "generate.uncertain_share=0.5"], ["eval."]),
     ("mix-50-ens-hard", 300, ["generate.teacher=real", "eval.recipe_steps=300"], []),
+    ("mix-50-ns", 1000, ["generate.soft_labels=true", "generate.teacher=mix-50-ens-hard", "generate.uncertain_share=0.5"], ["eval."]),
     ("mix-50-soft", 1000, ["generate.soft_labels=true"], ["generate.teacher", "uncertain"]),
     ("mix-50", 1000, ["generate.num_samples=1150"], ["soft_labels", "generate.teacher", "uncertain"]),
 ])

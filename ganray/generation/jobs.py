@@ -17,6 +17,7 @@ from ganray.generation.render import AugmentedShards, GeneratedShards
 from ganray.generation.search import Searched
 from ganray.generation.shard import PNG_LEVEL
 from ganray.generation.writer import OutputSummary, write_output
+from ganray.metrics.recipes import JUDGE, REAL, Budget, Fits, teacher_recipe
 from ganray.storage import Store, open_store
 from ganray.runs.export import LoadedGenerator, generator_from
 
@@ -60,7 +61,7 @@ class GeneratorFactory:
     png_level: int
     latent_scale: float = 1.0
     soft_labels: bool = False
-    teacher: tuple[dict[str, torch.Tensor], ...] | None = None  # real-only classifiers' states (generate.teacher=real)
+    teacher: tuple[dict[str, torch.Tensor], ...] | None = None  # the teacher recipe's classifiers' states (generate.teacher)
     uncertain_share: float = 0.0
 
     def __call__(self, device: torch.device) -> GeneratedShards:
@@ -127,7 +128,7 @@ class Settings:
     min_confidence: float
     judge: dict | None  # the domain classifier's payload, when filtering or it teaches
     search: Searched | None  # the validation search, when anything was `auto`
-    teacher: tuple[dict[str, torch.Tensor], ...] | None = None  # real-only classifiers, when generate.teacher=real teaches
+    teacher: tuple[dict[str, torch.Tensor], ...] | None = None  # a recipe's classifiers, when generate.teacher names one
 
 
 def _teaches(g) -> str | None:
@@ -139,8 +140,10 @@ def _teacher_identity(cfg: Config) -> dict[str, Any]:
     """What a teacher adds to an output's identity: only when one teaches, so earlier outputs keep theirs."""
     g, who = cfg.generate, _teaches(cfg.generate)
     out: dict[str, Any] = {"uncertain_share": g.uncertain_share} if g.uncertain_share > 0 else {}
-    if who == "real":
-        out["teacher"] = {"name": "real", "seeds": list(cfg.eval.report_seeds), "steps": cfg.eval.recipe_steps}
+    if who not in (None, JUDGE):
+        out["teacher"] = {"name": who, "seeds": list(cfg.eval.report_seeds), "steps": cfg.eval.recipe_steps}
+        if who != REAL:  # a student teacher also draws from the generator: the report's synthetic cap
+            out["teacher"]["samples"] = cfg.eval.report_samples
     return out
 
 
@@ -151,14 +154,19 @@ def resolve_settings(cfg: Config, members: list[LoadedGenerator], store: Store) 
     g, info = cfg.generate, members[0].info
     auto = [k for k in ("latent_scale", "min_confidence") if is_auto(getattr(g, k))]
     who = _teaches(g)
-    needs_judge = who == "judge" or is_auto(g.min_confidence) or g.min_confidence > 0
+    if who is not None:
+        teacher_recipe(who)
+        if who != REAL and len(members) > 1:
+            raise GanrayError(f"generate.teacher={who} trains its classifiers on one generator's samples; "
+                              "generate from one --generator, or use generate.teacher=real")
+    needs_judge = who == JUDGE or is_auto(g.min_confidence) or g.min_confidence > 0
     if not auto and not needs_judge and who is None:
         return Settings(g.latent_scale, g.min_confidence, None, None)
     uses = [f"generate.{k}={getattr(g, k)}" for k in ("latent_scale", "min_confidence", "soft_labels", "uncertain_share")
             if getattr(g, k) not in (1.0, 0.0, False)]
     splits = _generator_splits(cfg, info, " and ".join(uses))
     judge = domain_payload_of(cfg, splits) if needs_judge else None
-    teacher = real_teacher_of(cfg, splits) if who == "real" else None
+    teacher = teacher_of(cfg, splits, who, members[0].G) if who not in (None, JUDGE) else None
     if not auto:
         return Settings(g.latent_scale, g.min_confidence, judge, None, teacher)
     if splits.val is None or not len(splits.val):
@@ -231,14 +239,13 @@ def _generator_splits(cfg: Config, info: dict, needs: str):
     return splits
 
 
-def real_teacher_of(cfg: Config, splits) -> tuple[dict[str, torch.Tensor], ...]:
-    """The report's real-only classifiers of the generator's own training data, shipped to the actors."""
-    from ganray.metrics.recipes import real_only_classifiers
-
-    seeds = list(cfg.eval.report_seeds)
-    log.info("training the teacher: %d real-only classifiers of %d steps on %d real images", len(seeds),
-             cfg.eval.recipe_steps, len(splits.train))
-    models = real_only_classifiers(splits.train, seeds, cfg.eval.recipe_steps)
+def teacher_of(cfg: Config, splits, name: str, G: torch.nn.Module) -> tuple[dict[str, torch.Tensor], ...]:
+    """The report's classifiers of recipe `name` (its seeds, steps and synthetic cap) on the generator's
+    own training data and samples, shipped to the actors: the same teacher the report's recipe had."""
+    e = cfg.eval
+    log.info("training the teacher: recipe %s's %d classifiers of %d steps (x its steps_factor) on %d real images",
+             name, len(e.report_seeds), e.recipe_steps, len(splits.train))
+    models = Fits(G if name != REAL else None, splits.train, Budget(list(e.report_seeds), e.recipe_steps, e.report_samples)).models(name)
     return tuple({k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models)
 
 

@@ -31,6 +31,7 @@ from ganray.metrics.utility import Repeated, coverage
 from ganray.models.sampling import balanced_labels, sample_balanced
 
 REAL = "real"
+JUDGE = "judge"  # a recipe taught by the judge: the report's domain classifier, trained on the real images
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,13 @@ class Recipe:
     real_share: float = 1.0  # share of every batch drawn from real images
     synthetic_ratio: float = 0.0  # synthetic images drawn per real image
     soft: bool = False  # synthetic labels = class probabilities of the teacher
-    teacher: str = "judge"  # soft labels' teacher: "judge", or "real" (the mean of the real-only classifiers)
+    teacher: str = "judge"  # soft labels' teacher: "judge", or a recipe whose classifiers' mean teaches ("real":
+    # the real-only ones; a synthetic recipe: noisy student's next round, taught by the students of the last)
     pretrain: bool = False  # classifier steps on synthetic only, then the same steps on real only
     min_synthetic: int = 1000  # a floor on the synthetic draw, so a 100-image dataset still gets variety
     uncertain_share: float = 0.0  # share of the draw picked per class as the teacher's least certain samples
     steps_factor: int = 1  # classifier steps = eval.recipe_steps x this
+    draw_offset: int = 0  # added to the noise seed of the draw, so a later round of students sees other samples
 
     def synthetic_count(self, n_real: int, cap: int) -> int:
         """Synthetic images to draw for `n_real` real ones, at most `cap` (`eval.report_samples`)."""
@@ -52,7 +55,15 @@ class Recipe:
         return min(cap, max(self.min_synthetic, round(self.synthetic_ratio * n_real)))
 
 
-RECIPES: dict[str, Recipe] = {
+def _check_teachers(recipes: dict[str, Recipe]) -> dict[str, Recipe]:
+    """The registry's teachers are the judge or earlier recipes, so a chain of students always ends."""
+    for i, r in enumerate(recipes.values()):
+        if r.teacher != JUDGE and r.teacher not in list(recipes)[:i]:
+            raise AssertionError(f"recipe {r.name!r}: teacher {r.teacher!r} is neither the judge nor an earlier recipe")
+    return recipes
+
+
+RECIPES: dict[str, Recipe] = _check_teachers({
     r.name: r
     for r in (
         Recipe(REAL),
@@ -61,9 +72,18 @@ RECIPES: dict[str, Recipe] = {
         Recipe("mix-50-soft", real_share=0.5, synthetic_ratio=10, soft=True),
         Recipe("mix-50-ens", real_share=0.5, synthetic_ratio=10, soft=True, teacher=REAL),
         Recipe("mix-50-ens-hard", real_share=0.5, synthetic_ratio=10, soft=True, teacher=REAL, uncertain_share=0.5, steps_factor=2),
+        Recipe("mix-50-ns", real_share=0.5, synthetic_ratio=10, soft=True, teacher="mix-50-ens-hard", uncertain_share=0.5,
+               steps_factor=2, draw_offset=10_000),
         Recipe("pretrain", synthetic_ratio=10, pretrain=True),
     )
-}
+})
+
+
+def teacher_recipe(name: str) -> str:
+    """Validate a teacher name (`generate.teacher`): the judge or a recipe; one line that lists them if not."""
+    if name != JUDGE and name not in RECIPES:
+        raise GanrayError(f"unknown teacher {name!r} in generate.teacher; use judge or a recipe: {', '.join(RECIPES)}")
+    return name
 
 
 def check_recipes(names: list[str], prior: str | None = None) -> list[str]:
@@ -89,18 +109,19 @@ def fit_recipe(
     recipe: Recipe, G: nn.Module | None, real: ImageDataset, seed: int, budget: Budget,
     judge: nn.Module | None = None, draw: int = 50_000, teachers: list[nn.Module] | None = None,
 ) -> SmallCNN:
-    """Train the classifier one recipe prescribes, on `real` and samples of `G` drawn from `draw + seed`.
+    """Train the classifier one recipe prescribes, on `real` and samples of `G` drawn from
+    `draw + recipe.draw_offset + seed`.
 
-    `teachers` are the real-only classifiers whose mean probabilities label the samples of a
-    `teacher="real"` recipe: an ensemble of the baselines the comparison trains anyway, so its
-    distillation costs no extra classifier.
+    `teachers` are the classifiers of the recipe `recipe.teacher` names, whose mean probabilities
+    label (and pick) the samples: for `teacher="real"` an ensemble of the baselines the comparison
+    trains anyway, so its distillation costs no extra classifier.
     """
     cfg = ClassifierConfig(steps=budget.steps * recipe.steps_factor, seed=seed)
     if recipe.name == REAL:
         return train_mixed(real.images, real.labels, real.num_classes, None, cfg)
     if G is None:
         raise GanrayError(f"recipe {recipe.name!r} needs a generator")
-    images, labels = draw_synthetic(recipe, G, recipe.synthetic_count(len(real), budget.max_synthetic), draw + seed, judge, teachers)
+    images, labels = draw_synthetic(recipe, G, recipe.synthetic_count(len(real), budget.max_synthetic), draw + recipe.draw_offset + seed, judge, teachers)
     targets = synthetic_targets(recipe, images, labels, judge, teachers)
     if recipe.pretrain:
         model = train_mixed(images, targets, real.num_classes, None, cfg)
@@ -152,10 +173,11 @@ def teacher_probabilities(
     recipe: Recipe, judge: nn.Module | None, teachers: list[nn.Module] | None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The recipe's teacher as a function of images: the judge's class probabilities, or the mean
-    over the real-only classifiers for `teacher="real"`."""
-    chosen = ([judge] if judge is not None else []) if recipe.teacher == "judge" else list(teachers or [])
+    over the classifiers of the recipe `recipe.teacher` names (`teachers`)."""
+    chosen = ([judge] if judge is not None else []) if recipe.teacher == JUDGE else list(teachers or [])
     if not chosen:
-        who = "a judge classifier" if recipe.teacher == "judge" else "the real-only classifiers"
+        who = {JUDGE: "a judge classifier", REAL: "the real-only classifiers"}.get(
+            recipe.teacher, f"the classifiers of recipe {recipe.teacher!r}")
         raise GanrayError(f"recipe {recipe.name!r} needs {who} for its soft labels")
     return lambda images: torch.stack([predict(t, images) for t in chosen]).mean(0)
 
@@ -169,7 +191,7 @@ def synthetic_targets(
 
 def real_only_classifiers(train: ImageDataset, seeds: list[int], steps: int) -> list[SmallCNN]:
     """The report's real-only classifiers (one per seed): the `teacher="real"` recipes' teacher."""
-    return [fit_recipe(RECIPES[REAL], None, train, s, Budget(seeds, steps, 0)) for s in seeds]
+    return Fits(None, train, Budget(seeds, steps, 0)).models(REAL)
 
 
 class Fits:
@@ -183,7 +205,8 @@ class Fits:
     def models(self, name: str) -> list[SmallCNN]:
         if name not in self._models:
             recipe = RECIPES[name]
-            teachers = self.models(REAL) if (recipe.soft or recipe.uncertain_share) and recipe.teacher == REAL else None
+            taught = (recipe.soft or recipe.uncertain_share) and recipe.teacher != JUDGE
+            teachers = self.models(recipe.teacher) if taught else None
             self._models[name] = [
                 fit_recipe(recipe, self.G, self.train, s, self.budget, self.judge, teachers=teachers) for s in self.budget.seeds
             ]

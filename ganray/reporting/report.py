@@ -27,7 +27,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
-from ganray.metrics.recipes import REAL, Budget, Prior, check_recipes, helps, recommend
+from ganray.metrics.recipes import JUDGE, REAL, Budget, Prior, check_recipes, helps, recommend
 from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.runs.export import load_run_generator
@@ -206,13 +206,15 @@ def generate_command(run: RunDir, scored: dict, e: EvalConfig) -> str:
     teacher = recipe["teacher"] if recipe["soft"] or recipe.get("uncertain_share", 0.0) else None
     if recipe["soft"]:
         command += " --set generate.soft_labels=true"
-    if teacher == REAL:  # generate trains the same real-only classifiers: the report's seeds and steps
-        command += " --set generate.teacher=real"
+    if teacher not in (None, JUDGE):  # generate trains the teacher recipe's classifiers as the report did
+        command += f" --set generate.teacher={teacher}"
         default = EvalConfig()
         if e.report_seeds != default.report_seeds:
             command += f" --set eval.report_seeds=[{','.join(map(str, e.report_seeds))}]"
         if e.recipe_steps != default.recipe_steps:
             command += f" --set eval.recipe_steps={e.recipe_steps}"
+        if teacher != REAL and e.report_samples != default.report_samples:  # a student teacher's synthetic cap
+            command += f" --set eval.report_samples={e.report_samples}"
     if recipe.get("uncertain_share", 0.0):
         command += f" --set generate.uncertain_share={recipe['uncertain_share']:g}"
     return command
