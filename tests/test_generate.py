@@ -439,7 +439,7 @@ def test_the_real_teacher_labels_and_picks_the_least_certain_half_identically_on
     # What the report's mix-50-ens-hard recipe trains on, in one command: soft labels from the mean
     # of the real-only classifiers, half of each class the least certain of 4x as many candidates.
     from ganray.metrics.classifier import predict
-    from ganray.metrics.recipes import real_only_classifiers
+    from ganray.metrics.recipes import Budget, Fits
 
     extra = ("generate.soft_labels=true", "generate.teacher=real", "generate.uncertain_share=0.5", "eval.report_seeds=[0,1]",
              "eval.recipe_steps=40")
@@ -453,7 +453,7 @@ def test_the_real_teacher_labels_and_picks_the_least_certain_half_identically_on
     assert m["acceptance_rate"] == pytest.approx(1 / 3, abs=0.01)  # each picked sample is one of 4 candidates
     # The soft labels are the teacher's: the mean of the report's real-only classifiers (same seeds and steps).
     cfg = gen_config(tmp_path, str(tmp_path / "x"), *extra)
-    teacher = real_only_classifiers(load_splits(cfg.data).train, [0, 1], 40)
+    teacher = Fits(None, load_splits(cfg.data).train, Budget([0, 1], 40, 0)).models("real")
     shards, metas = load_shards(tmp_path / "one"), _metas(tmp_path / "one")
     expected = torch.stack([predict(t, shards.images) for t in teacher]).mean(0).numpy()
     soft = np.asarray([x["soft_label"] for x in metas])

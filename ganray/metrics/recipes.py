@@ -189,11 +189,6 @@ def synthetic_targets(
     return teacher_probabilities(recipe, judge, teachers)(images) if recipe.soft else labels
 
 
-def real_only_classifiers(train: ImageDataset, seeds: list[int], steps: int) -> list[SmallCNN]:
-    """The report's real-only classifiers (one per seed): the `teacher="real"` recipes' teacher."""
-    return Fits(None, train, Budget(seeds, steps, 0)).models(REAL)
-
-
 class Fits:
     """Each recipe's classifiers, one per seed, trained on first use and kept: validation chooses
     with them and test scores the same ones, so no classifier is trained twice."""
