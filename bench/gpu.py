@@ -130,14 +130,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_generate(device: torch.device, quick: bool, workdir: Path) -> tuple[list[dict], list[Check]]:
+def bench_generate(device: torch.device, quick: bool, workdir: Path, samples: int = 200_000) -> tuple[list[dict], list[Check]]:
     from generate_throughput import untrained_generator
     from ganray.generation.jobs import generate
     from ganray.ray_session import start_local_ray
 
     import ray
 
-    n = 1000 if quick else 200_000
+    n = 1000 if quick else samples
     loaded = untrained_generator(_cfg([]).model)
     G = loaded.G.to(device)
     rows, checks = [], []
@@ -154,6 +154,7 @@ def bench_generate(device: torch.device, quick: bool, workdir: Path) -> tuple[li
             _sync(device)
         forward[batch] = n / (time.perf_counter() - start)
         rows.append({"part": "generate", "what": "bare forward", "batch": batch, "img_per_s": round(forward[batch])})
+        log.info("%s", rows[-1])
     images = sample_balanced(G, min(n, 20_000), 0, 512)[0].numpy()
     encode = {}
     for level in (0, 6):
@@ -162,6 +163,7 @@ def bench_generate(device: torch.device, quick: bool, workdir: Path) -> tuple[li
         encode[level] = len(images) / (time.perf_counter() - start)
         rows.append({"part": "generate", "what": f"PNG level {level}, one CPU", "img_per_s": round(encode[level]),
                      "bytes_per_image": round(size / len(images))})
+        log.info("%s", rows[-1])
     cpus = os.cpu_count() or 1
     gpus = 1 if device.type == "cuda" else 0
     start_local_ray(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, logging_level="WARNING")
@@ -253,6 +255,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="toy sizes (a smoke test, not a measurement)")
     p.add_argument("--only", default=",".join(PARTS))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--gen-samples", type=int, default=200_000, help="samples per generate measurement")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every config")
     args = p.parse_args()
     USER[:] = args.overrides
@@ -276,7 +279,7 @@ def main() -> int:
     shipped = [r["img_per_s"] for r in rows if r.get("part") == "train" and r["model"].startswith("cdcgan")
                and r["amp"] == "none" and r["channels_last"]][:1]
     if "generate" in parts:
-        r, c = bench_generate(device, args.quick, workdir)
+        r, c = bench_generate(device, args.quick, workdir, args.gen_samples)
         rows, checks = rows + r, checks + c
     if "evaluate" in parts:
         r, c = bench_evaluate(device, args.quick, workdir, shipped[0] if shipped else None)

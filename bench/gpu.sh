@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # GPU checks for one lent machine (run from the repo root; logs go to ${OUT:-/tmp/out}). Pick a part:
-#   bash bench/gpu.sh bench   bench/gpu.py: training img/s (article + shipped model, fp32/bf16, NCHW/NHWC,
-#                             torch.compile), one GPU generation actor (PNG 0/6), evaluation of 50,000
-#                             samples, NCCL DDP over every GPU present (about 6-8 minutes on an H100)
+#   bash bench/gpu.sh bench   bench/gpu.py part by part, each under its own timeout and log: training img/s
+#                             (article + shipped model, fp32/bf16, NCHW/NHWC), evaluation of 10,000 and 50,000
+#                             samples, one GPU generation actor (PNG 0/6, 60,000 samples), torch.compile, NCCL
+#                             DDP over every GPU present (about 5 minutes on an H200, most of it compiling)
 #   bash bench/gpu.sh nccl    `ganray train` under Ray Train with one GPU worker (NCCL), fp32 and bf16
 #   bash bench/gpu.sh tune    bench/tune_asha.py with 8 trials sharing the GPU (tune.gpus_per_trial=0.125)
-# Expects ganray's dependencies importable (e.g. wheels installed to /tmp/site on PYTHONPATH).
+# Expects ganray's dependencies importable: bench/gpu_wheels.sh (run where pip reaches a registry) puts
+# the ones a bare GPU image lacks in .whl/; carry .whl and install them to /tmp/site on PYTHONPATH first.
 set -uo pipefail
 part=${1:-bench}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -14,8 +16,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, ray, torch_fidelity; print('torch', torch.__version__, 'ray', ray.__version__, 'cuda', torch.cuda.is_available())"
 case $part in
 bench)
-  timeout 540 python3 bench/gpu.py > "$OUT/gpu.log" 2>&1; echo "bench/gpu.py exit $?"
-  grep -vE "^\s*$|WARNING|INFO" "$OUT/gpu.log" | tail -60
+  # One part per process, so a part that runs long loses its own figures only (each logs its rows as it goes).
+  for spec in "train 200" "evaluate 90" "generate 150 --gen-samples 60000" "compile 200" "ddp 200"; do
+    set -- $spec
+    timeout "$2" python3 bench/gpu.py --only "$1" "${@:3}" > "$OUT/gpu-$1.log" 2>&1; echo "bench/gpu.py $1 exit $?"
+    grep -E "^part=|holds|MISSED|skipped" "$OUT/gpu-$1.log"
+    cp bench/results.json "$OUT/results-$1.json" 2>/dev/null
+  done
   ;;
 nccl)
   common=(--set ray.use_gpu=true --set ray.num_workers=1 --set ray.cpus_per_worker=4 --set storage.runs_dir=/tmp/runs
