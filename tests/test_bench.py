@@ -34,10 +34,11 @@ def test_gpu_bench_runs_on_cpu_and_records_every_part(tmp_path):
     png = {r["what"]: r for r in gen if r["what"].startswith("PNG")}
     assert png["PNG level 0, one CPU"]["bytes_per_image"] > png["PNG level 6, one CPU"]["bytes_per_image"]
     e2e = [r for r in gen if r["what"].startswith("end to end")]
-    assert len(e2e) == 2 and all(0 < r["of_slower_part"] < 2 for r in e2e)  # PNG levels 0 and 6
+    shared = 2 if (os.cpu_count() or 1) > 2 else 0  # one-CPU actors sharing the device need 2 spare CPUs
+    assert len(e2e) == 2 + shared and all(0 < r["of_slower_part"] < 2 for r in e2e)  # PNG levels 0 and 6
     ev = [r for r in rows if r["part"] == "evaluate"]
     assert ev and ev[0]["samples"] == 1000 and "fid_domain" in ev[0]["metrics"] and ev[0]["seconds"] > 0
     measures = {c["measure"] for c in entry["checks"]}
-    assert any(m.startswith("one actor end-to-end") for m in measures)
+    assert any(m.startswith("1 actor(s) end-to-end") for m in measures)
     assert any(m.startswith("evaluation of 1000") for m in measures)
     assert entry["machine"]["cpus"] == os.cpu_count()

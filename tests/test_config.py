@@ -54,6 +54,8 @@ def test_bad_config_files_name_the_key(tmp_path, yaml_text, message):
         ("steps=3", "must be section.key"),
         ("train.steps=-1", "'train.steps'"),
         ("model.width=wide", "'model.width'"),
+        ("generate.gpus_per_actor=1.5", "'generate.gpus_per_actor'"),
+        ("generate.gpus_per_actor=0", "'generate.gpus_per_actor'"),
     ],
 )
 def test_bad_overrides(override, message):

@@ -21,9 +21,9 @@ from ganray.data import load_splits
 from ganray.data.wds import load_shards
 from ganray.errors import GanrayError
 from ganray.generation.jobs import augment, generate
-from ganray.generation.manifest import KIND
+from ganray.generation.manifest import KIND, same_content
 from ganray.generation.plan import ShardPlan, class_counts
-from ganray.generation.pool import actor_name
+from ganray.generation.pool import actor_name, default_actors
 from ganray.storage import count_requests, open_store
 from ganray.runs.export import load_generator
 
@@ -36,6 +36,21 @@ def gen_config(tmp_path, out: str, *extra: str):
 
 def shard_files(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.tar"))}
+
+
+@pytest.mark.parametrize(
+    "resources, cpus, gpus, expected",
+    [
+        ({"CPU": 2.0}, 1.0, 0.0, 2),  # one per CPU
+        ({"CPU": 16.0, "GPU": 1.0}, 4.0, 1.0, 1),  # a GPU each: the GPU runs out
+        ({"CPU": 16.0, "GPU": 1.0}, 1.0, 0.125, 8),  # 8 share the GPU
+        ({"CPU": 16.0, "GPU": 1.0}, 4.0, 0.125, 4),  # ... unless the CPUs run out first
+        ({"CPU": 16.0, "GPU": 1.0}, 1.0, 0.1, 10),  # 1 / 0.1 in floats is 9.999...
+        ({"CPU": 2.0}, 1.0, 1.0, 1),  # no GPU in the cluster: one actor, which waits and is reported by Ray
+    ],
+)
+def test_default_actor_count_fits_the_cluster(resources, cpus, gpus, expected):
+    assert default_actors(resources, cpus, gpus) == expected
 
 
 def test_plan_labels_follow_the_requested_mix_and_noise_depends_on_seed_and_shard_only():
@@ -51,7 +66,8 @@ def test_plan_labels_follow_the_requested_mix_and_noise_depends_on_seed_and_shar
 def test_shards_are_byte_identical_whatever_the_actor_count_and_the_manifest_is_exact(tmp_path, ray_local, generator_dir):
     loaded = load_generator(generator_dir)
     one = generate(gen_config(tmp_path, str(tmp_path / "one"), "generate.num_actors=1"), loaded)
-    two = generate(gen_config(tmp_path, str(tmp_path / "two"), "generate.num_actors=2"), loaded)
+    # How the pool is sized (actor count, GPU share) is scheduling: no part of the bytes or the manifest.
+    two = generate(gen_config(tmp_path, str(tmp_path / "two"), "generate.num_actors=2", "generate.gpus_per_actor=0.5"), loaded)
     a, b = shard_files(tmp_path / "one"), shard_files(tmp_path / "two")
     assert list(a) == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"] and a == b
     m = json.loads((tmp_path / "two" / "manifest.json").read_text())
@@ -61,7 +77,7 @@ def test_shards_are_byte_identical_whatever_the_actor_count_and_the_manifest_is_
         data = b[entry["url"]]
         assert entry["filesize"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert m["class_counts"] == {str(c): 25 for c in range(10)}  # balanced by default
-    assert m["generator"] == loaded.fingerprint and m["seed"] == 0 and one.manifest["identity_hash"] == m["identity_hash"]
+    assert m["generator"] == loaded.fingerprint and m["seed"] == 0 and same_content(one.manifest, m)
     # The tar follows docs/contracts.md: sorted members, fixed metadata, keys without dots.
     with tarfile.open(fileobj=io.BytesIO(a["shard-000000.tar"])) as tar:
         members = tar.getmembers()

@@ -67,6 +67,16 @@ class ShardActor:
         return os.getpid()
 
 
+def default_actors(resources: dict[str, float], cpus: float, gpus: float = 0.0) -> int:
+    """How many actors the cluster's `resources` hold at `cpus` CPUs (and `gpus` GPUs) each.
+
+    GPU actors are counted against both: a GPU actor encodes its PNGs in one thread, so several
+    share a GPU (`gpus` < 1) and then the CPUs, not the GPUs, may run out first.
+    """
+    fits = [resources.get("CPU", 1.0) / cpus] + ([resources.get("GPU", 0.0) / gpus] if gpus else [])
+    return max(1, int(min(fits) + 1e-9))  # 1.0 / 0.1 is 9.999...: count it as the 10 it means
+
+
 def actor_name(tag: str, i: int) -> str:
     return f"ganray-shards-{tag}-{i}"
 

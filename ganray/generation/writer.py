@@ -23,7 +23,7 @@ from ganray.config import Config
 from ganray.errors import GanrayError, user_error
 from ganray.generation.manifest import MANIFEST, ShardRecord, build_manifest, identity_hash, part_key, same_content
 from ganray.generation.plan import ShardPlan
-from ganray.generation.pool import Renderer, run_pool
+from ganray.generation.pool import Renderer, default_actors, run_pool
 from ganray.generation.shard import shard_index, shard_name
 from ganray.storage import Store
 
@@ -117,9 +117,9 @@ def write_output(
         from ganray.ray_session import ensure_ray
 
         ensure_ray(cfg.ray)
-        gpus = 1.0 if cfg.ray.use_gpu else 0.0
+        gpus = g.gpus_per_actor if cfg.ray.use_gpu else 0.0
         cpus = cfg.ray.cpus_per_worker
-        actors = g.num_actors or max(1, int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1) // (gpus or cpus)))
+        actors = g.num_actors or default_actors(ray.cluster_resources(), cpus, gpus)
         done = sum(r.nsamples for r in records.values())
         log.info("%s: %d shards to write, %d already finished", store.uri(), len(todo), len(kept))
         with tqdm(total=plan.num_samples, initial=done, unit="sample", desc="shards", smoothing=0.1) as bar:
@@ -137,7 +137,7 @@ def write_output(
         if orphans:
             log.info("removed %d unfinished temporary file(s) of killed writers", orphans)
     ordered = [records[s] for s in range(plan.num_shards)]
-    config = {"generate": g.model_dump(exclude={"overwrite", "num_actors", "out"}), "data": cfg.data.model_dump()}
+    config = {"generate": g.model_dump(exclude={"overwrite", "num_actors", "gpus_per_actor", "out"}), "data": cfg.data.model_dump()}
     manifest = build_manifest(identity, ordered, class_names, config) | (extra or {})
     if old is not None and same_content(old, manifest):
         manifest = old
