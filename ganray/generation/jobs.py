@@ -17,7 +17,7 @@ from ganray.generation.render import AugmentedShards, GeneratedShards
 from ganray.generation.search import Searched
 from ganray.generation.shard import PNG_LEVEL
 from ganray.generation.writer import OutputSummary, write_output
-from ganray.metrics.recipes import JUDGE, REAL, Budget, Fits, teacher_recipe
+from ganray.metrics.recipes import JUDGE, REAL, Budget, Fits, teacher_in_use, teacher_recipe
 from ganray.storage import Store, open_store
 from ganray.runs.export import LoadedGenerator, generator_from
 
@@ -133,7 +133,7 @@ class Settings:
 
 def _teaches(g) -> str | None:
     """Who labels or picks samples (`generate.teacher`), when soft labels or an uncertain pick need one."""
-    return g.teacher if g.soft_labels or g.uncertain_share > 0 else None
+    return teacher_in_use(g.teacher, g.soft_labels, g.uncertain_share)
 
 
 def _teacher_identity(cfg: Config) -> dict[str, Any]:

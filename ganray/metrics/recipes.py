@@ -79,6 +79,12 @@ RECIPES: dict[str, Recipe] = _check_teachers({
 })
 
 
+def teacher_in_use(teacher: str, soft: bool, uncertain_share: float) -> str | None:
+    """Who labels or picks the samples: `teacher` when soft labels or an uncertain pick need one, else
+    nobody. One rule for the report's recipes, their `generate_command` and `ganray generate`."""
+    return teacher if soft or uncertain_share > 0 else None
+
+
 def teacher_recipe(name: str) -> str:
     """Validate a teacher name (`generate.teacher`): the judge or a recipe; one line that lists them if not."""
     if name != JUDGE and name not in RECIPES:
@@ -200,7 +206,7 @@ class Fits:
     def models(self, name: str) -> list[SmallCNN]:
         if name not in self._models:
             recipe = RECIPES[name]
-            taught = (recipe.soft or recipe.uncertain_share) and recipe.teacher != JUDGE
+            taught = teacher_in_use(recipe.teacher, recipe.soft, recipe.uncertain_share) not in (None, JUDGE)
             teachers = self.models(recipe.teacher) if taught else None
             self._models[name] = [
                 fit_recipe(recipe, self.G, self.train, s, self.budget, self.judge, teachers=teachers) for s in self.budget.seeds

@@ -27,7 +27,7 @@ from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
-from ganray.metrics.recipes import JUDGE, REAL, Budget, Prior, check_recipes, helps, recommend
+from ganray.metrics.recipes import JUDGE, REAL, Budget, Prior, check_recipes, helps, recommend, teacher_in_use
 from ganray.metrics.utility import coverage, tstr
 from ganray.reporting.figures import accuracy_bars, fid_curve
 from ganray.runs.export import load_run_generator
@@ -203,7 +203,7 @@ def generate_command(run: RunDir, scored: dict, e: EvalConfig) -> str:
     recipe = scored["recipe"]
     n = max(scored["n_synthetic"], 1000)
     command = f"ganray generate --run {run.uri} --out <dir or s3://bucket/prefix> --set generate.num_samples={n}"
-    teacher = recipe["teacher"] if recipe["soft"] or recipe.get("uncertain_share", 0.0) else None
+    teacher = teacher_in_use(recipe["teacher"], recipe["soft"], recipe.get("uncertain_share", 0.0))
     if recipe["soft"]:
         command += " --set generate.soft_labels=true"
     if teacher not in (None, JUDGE):  # generate trains the teacher recipe's classifiers as the report did
