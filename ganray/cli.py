@@ -45,6 +45,9 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
 
     out = run_sweep(cfg)
     if out.results is None:
+        from ganray.ray_session import disconnect_ray
+
+        disconnect_ray()
         print(
             f"ganray tune: interrupted with {out.finished} of {out.total} trials finished; "
             f"run the same command again to resume the sweep in {out.uri}",
@@ -299,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ganray {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from ganray.ray_session import disconnect_ray
+
+        disconnect_ray()
         print(f"ganray {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 

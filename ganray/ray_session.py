@@ -165,6 +165,19 @@ def _ray_level() -> int:
     return logging.INFO if _verbose() else logging.ERROR
 
 
+def disconnect_ray() -> None:
+    """Leave Ray if this process joined it, so no worker line forwarded late lands after the
+    command's last line (Ray's log thread prints asynchronously). A no-op without Ray."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - best effort on the way out; the exit status says what happened
+            pass
+
+
 def quiet_console() -> None:
     """Workers' output on this console: ganray's lines only, or all of Ray's at --log-level debug."""
     install_console(verbose=_verbose())
