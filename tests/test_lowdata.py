@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 import pytest
@@ -196,6 +197,9 @@ def test_each_recipes_classifiers_are_trained_once_and_the_ensemble_teacher_is_t
     pool, _ = sample_balanced(G, 400, 7 + recipes.POOL_SEED_OFFSET)
     entropy = lambda z: -(lambda p: (p * p.clamp_min(1e-8).log()).sum(1))(recipes.teacher_probabilities(hard, None, teachers)(z))
     assert entropy(xh[50:]).mean() > entropy(pool).mean() + 0.05
+    xa, ya = recipes.draw_synthetic(dataclasses.replace(hard, uncertain_share=1.0), G, 100, 7, teachers=teachers)
+    assert xa.shape == (100, *xh.shape[1:]) and torch.bincount(ya).tolist() == [10] * 10  # all picked, none at random
+    assert entropy(pool).mean() + 0.05 < entropy(xa).mean() <= entropy(xh[50:]).mean() + 1e-6
     steps = []
     monkeypatch.setattr(recipes, "train_mixed", lambda *a: steps.append(a[4].steps))
     recipes.fit_recipe(hard, G, small, 0, Budget([0], 5, 100), teachers=teachers)

@@ -57,6 +57,8 @@ def recalibrate_batchnorm(G: nn.Module, batches: int = 8, batch_size: int = 256,
 @torch.no_grad()
 def generate(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None, batch_size: int = 512) -> torch.Tensor:
     """uint8 images for the given inputs, in eval mode, in batches."""
+    if len(z) == 0:  # an empty draw (all of a class picked as uncertain, say): no images, of the right shape
+        return generate(G, torch.zeros(1, z.shape[1]), None if y is None else torch.zeros(1, dtype=torch.long))[:0]
     was_training = G.training
     G.eval()
     device = next(G.parameters()).device
