@@ -53,7 +53,12 @@ class ModelConfig(_Section):
 
 class LossConfig(_Section):
     kind: Literal["minimax", "hinge"] = "hinge"
-    diffaugment: str = Field("translation", description="comma list of color,translation,cutout; empty for none")
+    diffaugment: str | None = Field(
+        None, description="comma list of color,translation,cutout; empty for none; unset = translation for training "
+        "sets of at most eval.recipe_prior_max_per_class images per class (where the report's recommended use of the "
+        "samples is a mix with real images, which translation-augmented GANs served better), none above (where the "
+        "samples stand alone, and GANs without augmentation train a classifier better on them)",
+    )
     lecam: float = Field(0.0, ge=0.0, description="weight of the LeCam regularizer on D's logits (0.3 in its paper for low data); 0 = off")
     ada_target: float = Field(
         0.0, ge=0.0, lt=1.0, description="adaptive augmentation: p rises while E[sign(D(real))] exceeds this target "
@@ -77,7 +82,9 @@ class LossConfig(_Section):
 
     @field_validator("diffaugment")
     @classmethod
-    def _known_policies(cls, v: str) -> str:
+    def _known_policies(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         known = {"color", "translation", "cutout"}
         names = [p.strip() for p in v.split(",") if p.strip()]
         bad = [p for p in names if p not in known]

@@ -101,6 +101,25 @@ def test_diffaugment_probability_gates_each_image():
     assert 0.2 < float(changed) < 0.8
 
 
+def test_unset_diffaugment_is_translation_up_to_the_priors_size_gate_and_none_above(tmp_path, monkeypatch):
+    from ganray.training import loop
+    from ganray.training.diffaugment import policy_for
+
+    assert policy_for(None, 100, 100.0) == "translation" and policy_for(None, 100.1, 100.0) == ""
+    assert policy_for(None, 10_000, None) == "translation"  # no size gate: always
+    assert policy_for("", 5, 100.0) == "" and policy_for("cutout", 500, 100.0) == "cutout"  # a set value is kept
+    cfg = tiny_config(tmp_path, "train.steps=2")
+    train = load_splits(cfg.data).train  # 1,151 images: 115 per class
+    seen: list[str] = []
+    applied = loop.diff_augment
+    monkeypatch.setattr(loop, "diff_augment", lambda x, policy, p=None: seen.append(policy) or applied(x, policy, p))
+    loop.train_gan(cfg, train, loop.NullHooks())
+    loop.train_gan(cfg, train.subset(torch.arange(0, len(train), 10)), loop.NullHooks())  # 11.5 per class
+    assert seen == [""] * 4 + ["translation"] * 4  # what D saw: 2 steps x (D's update, G's update) per run
+    wider = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"recipe_prior_max_per_class": 200.0})})
+    assert loop.with_augmentation(wider, train).loss.diffaugment == "translation" and cfg.loss.diffaugment is None
+
+
 def test_lecam_and_adaptive_state_resume_exactly(tmp_path):
     from ganray.training.loop import NullHooks, train_gan
 

@@ -69,6 +69,24 @@ POLICIES: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
 }
 
 
+LOW_DATA_POLICY = "translation"
+
+
+def policy_for(diffaugment: str | None, images_per_class: float, max_per_class: float | None) -> str:
+    """loss.diffaugment as training applies it; unset, it depends on the training set's size.
+
+    At most `max_per_class` images per class (eval.recipe_prior_max_per_class, None: any size),
+    the report's recommended use of the samples is a mix with the real images, and GANs trained
+    with translation mixed better there than GANs without augmentation (digits 10%: +0.46 points,
+    MNIST 82/class: +0.14). Above it no mix was measured to help, the samples stand alone, and
+    GANs without augmentation train a classifier better on them (train-on-synthetic on digits'
+    115 per class, 2 workers: 0.970x against 0.960x; on MNIST's 82 per class: 0.972x against 0.946x).
+    """
+    if diffaugment is not None:
+        return diffaugment
+    return LOW_DATA_POLICY if max_per_class is None or images_per_class <= max_per_class else ""
+
+
 def diff_augment(x: torch.Tensor, policy: str, p: torch.Tensor | None = None) -> torch.Tensor:
     """Apply the comma-separated policies in order; an empty policy is the identity.
 

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ganray.config import Config, LossConfig
 from ganray.data.base import ImageDataset, to_unit
 from ganray.errors import GanrayError
-from ganray.training.diffaugment import diff_augment
+from ganray.training.diffaugment import diff_augment, policy_for
 from ganray.training.losses import LOSSES
 from ganray.models import class_weight
 from ganray.models.sampling import fixed_inputs, generate, grid_png, recalibrate_batchnorm
@@ -216,6 +216,18 @@ def gan_step(
     return {"loss_d": loss_d, "loss_g": loss_g, "d_real": logits[:n].mean(), "d_fake": logits[n:].mean(), **out}
 
 
+def with_augmentation(cfg: Config, data: ImageDataset, announce: bool = False) -> Config:
+    """`cfg` with loss.diffaugment resolved for this training set (`policy_for`); logged when it was unset."""
+    per_class = len(data) / max(1, data.num_classes)
+    policy = policy_for(cfg.loss.diffaugment, per_class, cfg.eval.recipe_prior_max_per_class)
+    if announce and cfg.loss.diffaugment is None:
+        log.info(
+            "DiffAugment: %s (%.0f training images per class, %s eval.recipe_prior_max_per_class=%s; set loss.diffaugment to choose)",
+            policy or "none", per_class, "at most" if policy else "above", cfg.eval.recipe_prior_max_per_class,
+        )
+    return cfg.model_copy(update={"loss": cfg.loss.model_copy(update={"diffaugment": policy})})
+
+
 def train_gan(
     cfg: Config,
     data: ImageDataset,
@@ -231,6 +243,7 @@ def train_gan(
     """
     t = cfg.train
     device = worker.device
+    cfg = with_augmentation(cfg, data, worker.rank == 0)
     if t.batch_size % worker.world:
         raise GanrayError(f"train.batch_size={t.batch_size} must be divisible by the {worker.world} workers")
     state = build_state(cfg, data.shape, data.num_classes, device, worker.world)
