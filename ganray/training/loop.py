@@ -164,7 +164,8 @@ def gan_step(
 ) -> dict[str, torch.Tensor]:
     """One D update and one G update on this rank's batch; returns the values to log (tensors, no sync)."""
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss.kind]
-    policy, cls_weight, n = cfg.loss.diffaugment, class_weight(cfg.model, cfg.loss), len(real)
+    # train_gan resolves loss.diffaugment for its data; a caller of one step (tests, benchmarks) gets the low-data policy
+    policy, cls_weight, n = policy_for(cfg.loss.diffaugment, 0, None), class_weight(cfg.model, cfg.loss), len(real)
     device_type = real.device.type
     reg = state.regularizer
     p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
