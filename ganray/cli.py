@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from ganray.config import Config, load_config
 from ganray.errors import GanrayError
 from ganray.log import setup_logging
+from ganray.ray_session import disconnect_ray
 
 if TYPE_CHECKING:
     from ganray.storage import Store
@@ -45,8 +46,6 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
 
     out = run_sweep(cfg)
     if out.results is None:
-        from ganray.ray_session import disconnect_ray
-
         disconnect_ray()
         print(
             f"ganray tune: interrupted with {out.finished} of {out.total} trials finished; "
@@ -302,8 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ganray {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        from ganray.ray_session import disconnect_ray
-
         disconnect_ray()
         print(f"ganray {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

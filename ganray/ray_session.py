@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 from typing import Any
 
 from ganray.config import RayConfig
@@ -168,8 +169,6 @@ def _ray_level() -> int:
 def disconnect_ray() -> None:
     """Leave Ray if this process joined it, so no worker line forwarded late lands after the
     command's last line (Ray's log thread prints asynchronously). A no-op without Ray."""
-    import sys
-
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         try:

@@ -42,6 +42,11 @@ class ImageDataset:
         return len(self.class_names)
 
     @property
+    def images_per_class(self) -> float:
+        """The mean class size (images / classes): what the size-dependent defaults compare with their gate."""
+        return len(self) / max(1, self.num_classes)
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)

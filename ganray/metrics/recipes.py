@@ -241,7 +241,7 @@ class Prior:
 
     def applies(self, train: ImageDataset) -> str | None:
         """The prior's recipe for this training set, or None when it has too many images per class."""
-        if self.max_per_class is not None and len(train) / train.num_classes > self.max_per_class:
+        if self.max_per_class is not None and train.images_per_class > self.max_per_class:
             return None
         return self.recipe
 

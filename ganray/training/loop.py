@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ganray.config import Config, LossConfig
 from ganray.data.base import ImageDataset, to_unit
 from ganray.errors import GanrayError
-from ganray.training.diffaugment import diff_augment, policy_for
+from ganray.training.diffaugment import LOW_DATA_POLICY, diff_augment, policy_for
 from ganray.training.losses import LOSSES
 from ganray.models import class_weight
 from ganray.models.sampling import fixed_inputs, generate, grid_png, recalibrate_batchnorm
@@ -165,7 +165,8 @@ def gan_step(
     """One D update and one G update on this rank's batch; returns the values to log (tensors, no sync)."""
     d_loss_fn, g_loss_fn = LOSSES[cfg.loss.kind]
     # train_gan resolves loss.diffaugment for its data; a caller of one step (tests, benchmarks) gets the low-data policy
-    policy, cls_weight, n = policy_for(cfg.loss.diffaugment, 0, None), class_weight(cfg.model, cfg.loss), len(real)
+    policy = LOW_DATA_POLICY if cfg.loss.diffaugment is None else cfg.loss.diffaugment
+    cls_weight, n = class_weight(cfg.model, cfg.loss), len(real)
     device_type = real.device.type
     reg = state.regularizer
     p_aug = reg.p.clone() if reg is not None and reg.adaptive else None
@@ -219,7 +220,7 @@ def gan_step(
 
 def with_augmentation(cfg: Config, data: ImageDataset, announce: bool = False) -> Config:
     """`cfg` with loss.diffaugment resolved for this training set (`policy_for`); logged when it was unset."""
-    per_class = len(data) / max(1, data.num_classes)
+    per_class = data.images_per_class
     policy = policy_for(cfg.loss.diffaugment, per_class, cfg.eval.recipe_prior_max_per_class)
     if announce and cfg.loss.diffaugment is None:
         log.info(
