@@ -157,6 +157,11 @@ class EvalConfig(_Section):
         "real only still gains ~0.5 points from 500 to 1,000 steps on 100-800 images and no more after, so a smaller "
         "budget would credit synthetic data with what more steps give",
     )
+    recipe_augment: Literal["shift", "affine"] = Field(
+        "shift", description="classic augmentation of every classifier the recipe comparison trains, real only's "
+        "included (ganray.metrics.classifier.AUGMENTATIONS): shift = random 2-pixel translation; affine = also a "
+        "random rotation within +-10 degrees and zoom within +-10%",
+    )
     recipe_prior: str | None = Field(
         "mix-50-ens-hard", description="the recipe the report chooses when validation cannot tell the recipes apart "
         "(none beats real by one validation image), if the training set is under recipe_prior_max_per_class, the prior "

@@ -227,6 +227,45 @@ def test_each_recipes_classifiers_are_trained_once_and_the_ensemble_teacher_is_t
         recipes.draw_synthetic(hard, G, 100, 7)
 
 
+def test_affine_augmentation_rotates_and_zooms_a_little_and_fills_with_background():
+    from ganray.metrics.classifier import random_affine
+
+    bar = -torch.ones(64, 1, 28, 28)
+    bar[:, :, 4:24, 12:16] = 1.0  # a vertical stroke, 20 x 4 pixels
+    out = random_affine(bar, 10.0, 0.1, torch.Generator().manual_seed(1))
+    assert torch.equal(out, random_affine(bar, 10.0, 0.1, torch.Generator().manual_seed(1)))  # seeded
+    assert (out - bar).abs().flatten(1).amax(1).min() > 0.05  # every image moved (a small angle moves the edges a little)
+    ink = out > 0
+    rows, cols = torch.arange(28.0)[:, None].expand(28, 28), torch.arange(28.0)[None].expand(28, 28)
+    spread = lambda grid: torch.stack([grid[i[0]].std() for i in ink])
+    assert (spread(rows) > 2 * spread(cols)).all()  # still upright: within +-10 degrees, not turned on its side
+    area = ink.flatten(1).sum(1) / 80
+    assert 0.7 < area.min() and area.max() < 1.35  # zoom within 0.9-1.1 scales the area by 0.81-1.21
+    blank = -torch.ones(4, 1, 28, 28)  # the corners a rotation uncovers are background (-1), not grey (0)
+    assert torch.allclose(random_affine(blank, 10.0, 0.1, torch.Generator().manual_seed(0)), blank, atol=1e-6)
+    gen, untouched = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert random_affine(bar, 0.0, 0.0, gen) is bar and torch.equal(gen.get_state(), untouched.get_state())
+
+
+def test_the_recipe_augmentation_trains_every_classifier_and_shift_keeps_the_old_stream(low):
+    """eval.recipe_augment reaches real only's classifier too (a comparison on equal terms); "shift" is the
+    classifier it always was, so figures measured before the option reproduce."""
+    import typing
+
+    from ganray.config import EvalConfig
+    from ganray.metrics.classifier import AUGMENTATIONS, ClassifierConfig, train_mixed
+    from ganray.metrics.recipes import RECIPES, fit_recipe
+
+    assert set(AUGMENTATIONS) == set(typing.get_args(EvalConfig.model_fields["recipe_augment"].annotation))
+    assert Budget.of(EvalConfig(recipe_augment="affine")).augment == "affine"
+    assert ClassifierConfig.classic("shift", steps=5, seed=0) == ClassifierConfig(steps=5, seed=0)
+    small, _ = low
+    weights = lambda m: torch.cat([p.flatten() for p in m.parameters()])
+    fit = {a: weights(fit_recipe(RECIPES[REAL], None, small, 0, Budget([0], 5, 100, a))) for a in AUGMENTATIONS}
+    plain = weights(train_mixed(small.images, small.labels, small.num_classes, None, ClassifierConfig(steps=5, seed=0)))
+    assert torch.equal(fit["shift"], plain) and not torch.allclose(fit["affine"], plain)
+
+
 def test_the_uncertain_pick_takes_each_classs_highest_entropy_samples():
     from ganray.metrics.recipes import most_uncertain
 

@@ -141,16 +141,18 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     assert f"**Verdict: {report['verdict']}.**" in md and "40 steps times the recipe's steps_factor" in md
 
 
-@pytest.mark.parametrize("name, steps, flags, absent", [
-    ("mix-50-ens-hard", 1000, ["generate.num_samples=1150", "generate.soft_labels=true", "generate.teacher=real",
+@pytest.mark.parametrize("name, e, flags, absent", [
+    ("mix-50-ens-hard", {}, ["generate.num_samples=1150", "generate.soft_labels=true", "generate.teacher=real",
                                "generate.uncertain_share=0.5"], ["eval."]),
-    ("mix-50-ens-hard", 300, ["generate.teacher=real", "eval.recipe_steps=300"], []),
-    ("mix-50-ns", 1000, ["generate.soft_labels=true", "generate.teacher=mix-50-ens-hard", "generate.uncertain_share=0.5"], ["eval."]),
-    ("mix-50-soft", 1000, ["generate.soft_labels=true"], ["generate.teacher", "uncertain"]),
-    ("mix-50", 1000, ["generate.num_samples=1150"], ["soft_labels", "generate.teacher", "uncertain"]),
+    ("mix-50-ens-hard", {"recipe_steps": 300}, ["generate.teacher=real", "eval.recipe_steps=300"], ["recipe_augment"]),
+    ("mix-50-ens-hard", {"recipe_augment": "affine"}, ["generate.teacher=real", "eval.recipe_augment=affine"], ["recipe_steps"]),
+    ("mix-50-ns", {}, ["generate.soft_labels=true", "generate.teacher=mix-50-ens-hard", "generate.uncertain_share=0.5"], ["eval."]),
+    ("mix-50-soft", {}, ["generate.soft_labels=true"], ["generate.teacher", "uncertain"]),
+    ("mix-50", {"recipe_augment": "affine"}, ["generate.num_samples=1150"], ["soft_labels", "generate.teacher", "uncertain", "eval."]),
 ])
-def test_the_generate_command_writes_the_recipes_data(name, steps, flags, absent):
-    # Everything the recipe trains on comes from the one command: samples, teacher, uncertain pick.
+def test_the_generate_command_writes_the_recipes_data(name, e, flags, absent):
+    # Everything the recipe trains on comes from the one command: samples, teacher (trained with the report's
+    # steps and augmentation), uncertain pick; a hard-label mix trains no teacher, so it names neither.
     from dataclasses import asdict
 
     from ganray.config import EvalConfig
@@ -159,7 +161,7 @@ def test_the_generate_command_writes_the_recipes_data(name, steps, flags, absent
     from ganray.runs.run_dir import RunDir
 
     scored = {"recipe": asdict(RECIPES[name]), "n_synthetic": 1150}  # as report.json holds it
-    command = generate_command(RunDir.at("runs/x"), scored, EvalConfig(recipe_steps=steps))
+    command = generate_command(RunDir.at("runs/x"), scored, EvalConfig(**e))
     assert command.startswith("ganray generate --run ") and "#" not in command
     assert all(f in command for f in flags) and not any(a in command for a in absent)
 

@@ -245,7 +245,7 @@ def teacher_of(cfg: Config, splits, name: str, G: torch.nn.Module) -> tuple[dict
     e = cfg.eval
     log.info("training the teacher: recipe %s's %d classifiers of %d steps (x its steps_factor) on %d real images",
              name, len(e.report_seeds), e.recipe_steps, len(splits.train))
-    models = Fits(G, splits.train, Budget(list(e.report_seeds), e.recipe_steps, e.report_samples)).models(name)
+    models = Fits(G, splits.train, Budget.of(e)).models(name)
     return tuple({k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models)
 
 

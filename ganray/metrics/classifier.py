@@ -9,6 +9,7 @@ the full split, and it is deterministic given its seed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,53 @@ class ClassifierConfig:
     lr: float = 2e-3
     seed: int = 0
     shift: int = 2  # random translation in pixels: the classic augmentation for digits-like data
+    degrees: float = 0.0  # random rotation within +-degrees about the centre (0 = none)
+    scale: float = 0.0  # random zoom within 1 +- scale (0 = none)
+
+    @classmethod
+    def classic(cls, augment: str, **kw) -> "ClassifierConfig":
+        """A config with the named classic augmentation (`AUGMENTATIONS`)."""
+        return cls(**AUGMENTATIONS[augment], **kw)
+
+
+# The named classic augmentations of the report's recipe classifiers (`eval.recipe_augment`).
+AUGMENTATIONS: dict[str, dict[str, float]] = {
+    "shift": {"shift": 2},
+    "affine": {"shift": 2, "degrees": 10.0, "scale": 0.1},
+}
+
+
+def describe_augment(name: str) -> str:
+    """The named augmentation in words, for the report: "random shift (2 px), rotation (±10°) and zoom (±10%)"."""
+    a = AUGMENTATIONS[name]
+    parts = [f"shift ({a['shift']:g} px)", f"rotation (±{a.get('degrees', 0):g}°)", f"zoom (±{100 * a.get('scale', 0):g}%)"]
+    parts = [p for p, v in zip(parts, (a["shift"], a.get("degrees", 0), a.get("scale", 0))) if v]
+    return "random " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+
+
+def augment(x: torch.Tensor, cfg: ClassifierConfig, gen: torch.Generator) -> torch.Tensor:
+    """The classic augmentation `cfg` sets: a random rotation and zoom (when set), then the shift."""
+    return random_shift(random_affine(x, cfg.degrees, cfg.scale, gen), cfg.shift, gen)
+
+
+def random_affine(x: torch.Tensor, degrees: float, scale: float, gen: torch.Generator) -> torch.Tensor:
+    """Rotate each image by up to `degrees` and zoom it by up to 1 +- `scale`, filling with background (-1).
+
+    Draws nothing from `gen` when both are 0, so a shift-only classifier's random stream (and
+    every figure measured with it) is unchanged by this option.
+    """
+    if degrees <= 0 and scale <= 0:
+        return x
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(degrees)
+    zoom = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = torch.cos(angle) / zoom
+    theta[:, 0, 1] = -torch.sin(angle) / zoom
+    theta[:, 1, 0] = torch.sin(angle) / zoom
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # grid_sample fills outside the image with 0: sample x + 1 so the fill is background (-1).
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
 def random_shift(x: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Tensor:
@@ -89,7 +137,7 @@ def train_classifier(
         perm = torch.randperm(len(x_all), generator=gen)
         for i in range(0, len(perm) - batch + 1, batch):
             idx = perm[i : i + batch]
-            loss = F.cross_entropy(model(random_shift(x_all[idx], cfg.shift, gen)), y_all[idx])
+            loss = F.cross_entropy(model(augment(x_all[idx], cfg, gen)), y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -155,7 +203,7 @@ def train_mixed(
         picks = [next(d) for d in draws]
         x = torch.cat([src[0][i] for src, i in zip(sources, picks)])
         t = torch.cat([src[1][i] for src, i in zip(sources, picks)])
-        loss = F.cross_entropy(model(random_shift(x, cfg.shift, gen)), t)
+        loss = F.cross_entropy(model(augment(x, cfg, gen)), t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -109,6 +109,12 @@ class Budget:
     seeds: list[int]
     steps: int = 500
     max_synthetic: int = 5000
+    augment: str = "shift"  # every classifier's classic augmentation (`AUGMENTATIONS`), real only's included
+
+    @classmethod
+    def of(cls, e: EvalConfig) -> "Budget":
+        """The budget the config sets for the report's recipes (`eval.report_seeds`, `recipe_*`)."""
+        return cls(list(e.report_seeds), e.recipe_steps, e.report_samples, e.recipe_augment)
 
 
 def fit_recipe(
@@ -122,7 +128,7 @@ def fit_recipe(
     label (and pick) the samples: for `teacher="real"` an ensemble of the baselines the comparison
     trains anyway, so its distillation costs no extra classifier.
     """
-    cfg = ClassifierConfig(steps=budget.steps * recipe.steps_factor, seed=seed)
+    cfg = ClassifierConfig.classic(budget.augment, steps=budget.steps * recipe.steps_factor, seed=seed)
     if recipe.name == REAL:
         return train_mixed(real.images, real.labels, real.num_classes, None, cfg)
     if G is None:
@@ -316,6 +322,7 @@ def score_choice(choice: Choice, test: ImageDataset) -> dict:
         "recipe_test": Repeated(tuple(chosen)).as_dict(),
         "gain": Repeated(tuple(gains)).as_dict(),
         "classifier_steps": fits.budget.steps,
+        "classifier_augment": fits.budget.augment,
         "n_real": len(fits.train),
         "n_synthetic": choice.recipe.synthetic_count(len(fits.train), fits.budget.max_synthetic),
     }

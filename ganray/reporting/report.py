@@ -25,6 +25,7 @@ from ganray.data.base import ImageDataset, Splits
 from ganray.data.registry import carve_train
 from ganray.errors import GanrayError
 from ganray.fileio import check_cache_dir
+from ganray.metrics.classifier import describe_augment
 from ganray.metrics.evaluator import build_evaluator, prepare_domain
 from ganray.metrics.domain import domain_classifier
 from ganray.metrics.recipes import JUDGE, REAL, Budget, Prior, check_recipes, helps, recommend, teacher_in_use
@@ -142,7 +143,7 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     cas = tstr(G, splits.train, splits.test, e.report_samples, e.report_seeds, e.classifier_steps)
     cover = coverage(domain.model, G, e.report_samples, e.report_seeds[0], splits.train.class_names)
     low_data = {}
-    budget = Budget(e.report_seeds, e.recipe_steps, e.report_samples)
+    budget = Budget.of(e)
     for f in e.report_fractions:
         train_f, val_f = _fraction(full.train, rcfg.data, f)
         if val_f is None:
@@ -213,6 +214,8 @@ def generate_command(run: RunDir, scored: dict, e: EvalConfig) -> str:
             command += f" --set eval.report_seeds=[{','.join(map(str, e.report_seeds))}]"
         if e.recipe_steps != default.recipe_steps:
             command += f" --set eval.recipe_steps={e.recipe_steps}"
+        if e.recipe_augment != default.recipe_augment:
+            command += f" --set eval.recipe_augment={e.recipe_augment}"
         if teacher != REAL and e.report_samples != default.report_samples:  # a student teacher's synthetic cap
             command += f" --set eval.report_samples={e.report_samples}"
     if recipe.get("uncertain_share", 0.0):
@@ -275,7 +278,7 @@ def render_markdown(r: dict) -> str:
         f"Splits: {r['splits']['train']} train, {r['splits']['val']} validation, {r['splits']['test']} test images. "
         "Every choice below is made on validation; test is read once, for the final numbers. For each fraction "
         "of the real train split, a GAN is trained on that fraction only, each recipe trains the same classifier "
-        f"(with random-shift augmentation, {r['config']['eval']['recipe_steps']} steps times the recipe's steps_factor, real "
+        f"(with {describe_augment(r['config']['eval'].get('recipe_augment', 'shift'))} augmentation, {r['config']['eval']['recipe_steps']} steps times the recipe's steps_factor, real "
         "only at 1x) on that "
         "fraction plus the GAN's samples. A recipe that beats real on validation by one image is chosen; when none "
         f"does, validation cannot tell them apart and the prior ({r['config']['eval']['recipe_prior'] or 'none: real only'}) "
