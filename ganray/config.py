@@ -158,9 +158,10 @@ class EvalConfig(_Section):
         "budget would credit synthetic data with what more steps give",
     )
     recipe_augment: Literal["shift", "affine"] = Field(
-        "shift", description="classic augmentation of every classifier the recipe comparison trains, real only's "
+        "affine", description="classic augmentation of every classifier the recipe comparison trains, real only's "
         "included (ganray.metrics.classifier.AUGMENTATIONS): shift = random 2-pixel translation; affine = also a "
-        "random rotation within +-10 degrees and zoom within +-10%",
+        "random rotation within +-10 degrees and zoom within +-10%. affine raised real only by 0.46 points on MNIST "
+        "82/class and the prior recipe by 0.25 (MNIST) and 0.15 (digits 10%), 3 GANs x 3 classifier seeds",
     )
     recipe_prior: str | None = Field(
         "mix-50-ens-hard", description="the recipe the report chooses when validation cannot tell the recipes apart "

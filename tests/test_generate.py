@@ -463,13 +463,13 @@ def test_the_real_teacher_labels_and_picks_the_least_certain_half_identically_on
     generate(gen_config(tmp_path, str(tmp_path / "two"), *extra, "generate.num_actors=2"), load_generator(generator_dir))
     assert shard_files(tmp_path / "one") == shard_files(tmp_path / "two") and len(shard_files(tmp_path / "one")) == 3
     m = one.manifest
-    assert m["identity"]["teacher"] == {"name": "real", "seeds": [0, 1], "steps": 40} and m["identity"]["uncertain_share"] == 0.5
+    assert m["identity"]["teacher"] == {"name": "real", "seeds": [0, 1], "steps": 40, "augment": "affine"} and m["identity"]["uncertain_share"] == 0.5
     assert (m["recipe"]["teacher"], m["recipe"]["uncertain_share"]) == ("real", 0.5)
     assert m["num_samples"] == N and list(m["class_counts"].values()) == [N // 10] * 10
     assert m["acceptance_rate"] == pytest.approx(1 / 3, abs=0.01)  # each picked sample is one of 4 candidates
-    # The soft labels are the teacher's: the mean of the report's real-only classifiers (same seeds and steps).
+    # The soft labels are the teacher's: the mean of the report's real-only classifiers (same seeds, steps, augmentation).
     cfg = gen_config(tmp_path, str(tmp_path / "x"), *extra)
-    teacher = Fits(None, load_splits(cfg.data).train, Budget([0, 1], 40, 0)).models("real")
+    teacher = Fits(None, load_splits(cfg.data).train, Budget.of(cfg.eval)).models("real")
     shards, metas = load_shards(tmp_path / "one"), _metas(tmp_path / "one")
     expected = torch.stack([predict(t, shards.images) for t in teacher]).mean(0).numpy()
     soft = np.asarray([x["soft_label"] for x in metas])
@@ -496,9 +496,9 @@ def test_a_student_teacher_is_the_reports_classifiers_of_its_recipe_on_this_gene
     loaded = load_generator(generator_dir)
     cfg = gen_config(tmp_path, str(tmp_path / "one"), *extra)
     m = generate(cfg, loaded).manifest
-    assert m["identity"]["teacher"] == {"name": "mix-50-ens-hard", "seeds": [0, 1], "steps": 20, "samples": 200}
-    students = Fits(loaded.G, load_splits(cfg.data).train, Budget([0, 1], 20, 200)).models("mix-50-ens-hard")
-    real = Fits(None, load_splits(cfg.data).train, Budget([0, 1], 20, 200)).models("real")
+    assert m["identity"]["teacher"] == {"name": "mix-50-ens-hard", "seeds": [0, 1], "steps": 20, "augment": "affine", "samples": 200}
+    students = Fits(loaded.G, load_splits(cfg.data).train, Budget.of(cfg.eval)).models("mix-50-ens-hard")
+    real = Fits(None, load_splits(cfg.data).train, Budget.of(cfg.eval)).models("real")
     shards = load_shards(tmp_path / "one")
     soft = np.asarray([x["soft_label"] for x in _metas(tmp_path / "one")])
     expected = torch.stack([predict(t, shards.images) for t in students]).mean(0).numpy()

@@ -139,16 +139,18 @@ def test_report_writes_markdown_json_and_figures(ray_local, small_run, caplog):
     md = (out / "report.md").read_text()
     assert "Train on synthetic, test on real" in md and "| 50% |" in md and f"{cas['ratio']:.3f}x" in md
     assert f"**Verdict: {report['verdict']}.**" in md and "40 steps times the recipe's steps_factor" in md
+    assert "(with random shift (2 px), rotation (±10°) and zoom (±10%) augmentation," in md  # eval.recipe_augment's default, said
+    assert all(g["classifier_augment"] == "affine" for g in report["low_data"].values())
 
 
 @pytest.mark.parametrize("name, e, flags, absent", [
     ("mix-50-ens-hard", {}, ["generate.num_samples=1150", "generate.soft_labels=true", "generate.teacher=real",
                                "generate.uncertain_share=0.5"], ["eval."]),
     ("mix-50-ens-hard", {"recipe_steps": 300}, ["generate.teacher=real", "eval.recipe_steps=300"], ["recipe_augment"]),
-    ("mix-50-ens-hard", {"recipe_augment": "affine"}, ["generate.teacher=real", "eval.recipe_augment=affine"], ["recipe_steps"]),
+    ("mix-50-ens-hard", {"recipe_augment": "shift"}, ["generate.teacher=real", "eval.recipe_augment=shift"], ["recipe_steps"]),
     ("mix-50-ns", {}, ["generate.soft_labels=true", "generate.teacher=mix-50-ens-hard", "generate.uncertain_share=0.5"], ["eval."]),
     ("mix-50-soft", {}, ["generate.soft_labels=true"], ["generate.teacher", "uncertain"]),
-    ("mix-50", {"recipe_augment": "affine"}, ["generate.num_samples=1150"], ["soft_labels", "generate.teacher", "uncertain", "eval."]),
+    ("mix-50", {"recipe_augment": "shift"}, ["generate.num_samples=1150"], ["soft_labels", "generate.teacher", "uncertain", "eval."]),
 ])
 def test_the_generate_command_writes_the_recipes_data(name, e, flags, absent):
     # Everything the recipe trains on comes from the one command: samples, teacher (trained with the report's

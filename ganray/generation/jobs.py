@@ -141,7 +141,8 @@ def _teacher_identity(cfg: Config) -> dict[str, Any]:
     g, who = cfg.generate, _teaches(cfg.generate)
     out: dict[str, Any] = {"uncertain_share": g.uncertain_share} if g.uncertain_share > 0 else {}
     if who not in (None, JUDGE):
-        out["teacher"] = {"name": who, "seeds": list(cfg.eval.report_seeds), "steps": cfg.eval.recipe_steps}
+        out["teacher"] = {"name": who, "seeds": list(cfg.eval.report_seeds), "steps": cfg.eval.recipe_steps,
+                          "augment": cfg.eval.recipe_augment}
         if who != REAL:  # a student teacher also draws from the generator: the report's synthetic cap
             out["teacher"]["samples"] = cfg.eval.report_samples
     return out

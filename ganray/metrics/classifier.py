@@ -67,10 +67,13 @@ AUGMENTATIONS: dict[str, dict[str, float]] = {
 
 def describe_augment(name: str) -> str:
     """The named augmentation in words, for the report: "random shift (2 px), rotation (±10°) and zoom (±10%)"."""
-    a = AUGMENTATIONS[name]
-    parts = [f"shift ({a['shift']:g} px)", f"rotation (±{a.get('degrees', 0):g}°)", f"zoom (±{100 * a.get('scale', 0):g}%)"]
-    parts = [p for p, v in zip(parts, (a["shift"], a.get("degrees", 0), a.get("scale", 0))) if v]
-    return "random " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+    a = {"shift": 0, "degrees": 0.0, "scale": 0.0, **AUGMENTATIONS[name]}
+    parts = [f"shift ({a['shift']:g} px)"] if a["shift"] else []
+    parts += [f"rotation (±{a['degrees']:g}°)"] if a["degrees"] else []
+    parts += [f"zoom (±{100 * a['scale']:g}%)"] if a["scale"] else []
+    if not parts:
+        return "no"
+    return "random " + (" and ".join([", ".join(parts[:-1]), parts[-1]]) if len(parts) > 1 else parts[0])
 
 
 def augment(x: torch.Tensor, cfg: ClassifierConfig, gen: torch.Generator) -> torch.Tensor:
