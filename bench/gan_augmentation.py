@@ -48,7 +48,7 @@ def main() -> int:
     root, over, seeds, data, _ = start(args, "augmentation")
     train, val, test, k, e = data.train, data.val, data.test, data.k, data.cfg.eval
     # The report's own fits: real only (the teachers) and its prior, at its budget and sample draws.
-    budget = Budget(list(CLASSIFIER_SEEDS), e.recipe_steps, e.report_samples, e.recipe_augment)
+    budget = Budget.of(e, seeds=list(CLASSIFIER_SEEDS))
     teachers = [fit_recipe(RECIPES[REAL], None, train, cs, budget) for cs in CLASSIFIER_SEEDS]
     real_v = statistics.mean(accuracy(m, val.images, val.labels) for m in teachers)
     real_t = statistics.mean(accuracy(m, test.images, test.labels) for m in teachers)

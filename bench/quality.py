@@ -79,7 +79,7 @@ def low_data(args, root: Path) -> int:
             e = cfg.eval
             judge = domain_classifier(splits.train, cfg.storage.cache_dir, e.classifier_steps).model
             scored = recommend(G, splits.train, splits.val, splits.test, args.recipes.split(",") if args.recipes else e.recipes,
-                               Budget([0, 1, 2], e.recipe_steps, e.report_samples, e.recipe_augment), judge, Prior.of(e))
+                               Budget.of(e, seeds=[0, 1, 2]), judge, Prior.of(e))
             gains.append(scored["gain"]["mean"])
             name = scored["recipe"]["name"]
             rows.append({"fraction": f, "seed": seed, "recipe": name, "chosen_on": scored["chosen_on"], "gain": scored["gain"]["mean"],

@@ -112,9 +112,10 @@ class Budget:
     augment: str = "shift"  # every classifier's classic augmentation (`AUGMENTATIONS`), real only's included
 
     @classmethod
-    def of(cls, e: EvalConfig) -> "Budget":
-        """The budget the config sets for the report's recipes (`eval.report_seeds`, `recipe_*`)."""
-        return cls(list(e.report_seeds), e.recipe_steps, e.report_samples, e.recipe_augment)
+    def of(cls, e: EvalConfig, seeds: list[int] | None = None) -> "Budget":
+        """The budget the config sets for the report's recipes (`eval.report_seeds`, `recipe_*`); a bench
+        that fixes its own classifier seeds passes `seeds`."""
+        return cls(list(e.report_seeds if seeds is None else seeds), e.recipe_steps, e.report_samples, e.recipe_augment)
 
 
 def fit_recipe(
