@@ -2,8 +2,8 @@
 
 For each training seed: train the GAN (one process with `--workers 1`, else Ray Train with
 that many workers), then train the report's classifier on 5,000 class-balanced synthetic
-samples and on the real train split (classifier seeds 0, 1, 2) and compare their accuracy on
-the real test split. Prints one ratio per seed and the mean. Usage:
+samples and on the real train split (classifier seeds 0, 1, 2; both with the report's classic
+augmentation, `eval.recipe_augment`) and compare their accuracy on the real test split. Prints one ratio per seed and the mean. Usage:
 
     .venv/bin/python bench/quality.py [--seeds 0,1,2] [--workers 1] [--set loss.diffaugment=translation ...]
 
@@ -123,7 +123,7 @@ def main() -> int:
         start = time.perf_counter()
         G = trained_generator([*args.overrides, f"train.seed={seed}"], args.workers, root, f"seed{seed}")
         train_s = time.perf_counter() - start
-        r = tstr(G, splits.train, splits.test, args.samples, [0, 1, 2], cfg.eval.classifier_steps)
+        r = tstr(G, splits.train, splits.test, args.samples, [0, 1, 2], cfg.eval.classifier_steps, cfg.eval.recipe_augment)
         rows.append({"seed": seed, "workers": args.workers, "ratio": r["ratio"], "synthetic": r["synthetic"]["mean"],
                      "real": r["real"]["mean"], "train_s": round(train_s)})
         print(f"seed {seed}: train-on-synthetic {r['synthetic']['mean']:.4f} / real {r['real']['mean']:.4f} "

@@ -41,29 +41,32 @@ def synthetic_dataset(G: nn.Module, n: int, seed: int, class_names: tuple[str, .
     return ImageDataset(images, labels, class_names)
 
 
-def _fit(data: ImageDataset, seed: int, steps: int) -> nn.Module:
-    return train_classifier(data.images, data.labels, data.num_classes, ClassifierConfig(steps=steps, seed=seed))
+def _fit(data: ImageDataset, seed: int, steps: int, augment: str = "shift") -> nn.Module:
+    return train_classifier(data.images, data.labels, data.num_classes, ClassifierConfig.classic(augment, steps=steps, seed=seed))
 
 
 def _two_arms(
     G: nn.Module, base: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int,
-    draw: int,
+    draw: int, augment: str = "shift",
 ) -> tuple[Repeated, Repeated]:
     """Accuracy trained on `base`, and on synthetic data only, per seed."""
     first, second = [], []
     for seed in seeds:
-        first.append(accuracy(_fit(base, seed, steps), test.images, test.labels))
+        first.append(accuracy(_fit(base, seed, steps, augment), test.images, test.labels))
         fake = synthetic_dataset(G, n_synthetic, draw + seed, base.class_names)
-        second.append(accuracy(_fit(fake, seed, steps), test.images, test.labels))
+        second.append(accuracy(_fit(fake, seed, steps, augment), test.images, test.labels))
     return Repeated(tuple(first)), Repeated(tuple(second))
 
 
 def tstr(
-    G: nn.Module, real_train: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int
+    G: nn.Module, real_train: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int,
+    augment: str = "shift",
 ) -> dict:
-    """Classification Accuracy Score: trained on synthetic only vs on the real train split."""
-    r, s = _two_arms(G, real_train, test, n_synthetic, seeds, steps, draw=10_000)
-    return {"real": r.as_dict(), "synthetic": s.as_dict(), "ratio": s.mean / r.mean, "n_synthetic": n_synthetic, "n_real": len(real_train)}
+    """Classification Accuracy Score: trained on synthetic only vs on the real train split, both arms
+    with the classic augmentation `augment` (`AUGMENTATIONS`), as a team would train either."""
+    r, s = _two_arms(G, real_train, test, n_synthetic, seeds, steps, draw=10_000, augment=augment)
+    return {"real": r.as_dict(), "synthetic": s.as_dict(), "ratio": s.mean / r.mean, "n_synthetic": n_synthetic,
+            "n_real": len(real_train), "classifier_augment": augment}
 
 
 def coverage(judge: nn.Module, G: nn.Module, n: int, seed: int, class_names: tuple[str, ...]) -> dict:

@@ -140,7 +140,7 @@ def _build(rcfg: Config, run: RunDir, out: Path) -> dict:
     evaluator = build_evaluator(rcfg, splits, domain=domain)
     fidelity = evaluator.evaluate_generator(G, recalibrate=False)
     log.info("report: train-on-synthetic vs train-on-real over seeds %s", e.report_seeds)
-    cas = tstr(G, splits.train, splits.test, e.report_samples, e.report_seeds, e.classifier_steps)
+    cas = tstr(G, splits.train, splits.test, e.report_samples, e.report_seeds, e.classifier_steps, e.recipe_augment)
     cover = coverage(domain.model, G, e.report_samples, e.report_seeds[0], splits.train.class_names)
     low_data = {}
     budget = Budget.of(e)
@@ -252,7 +252,8 @@ def render_markdown(r: dict) -> str:
         "## Train on synthetic, test on real",
         "",
         f"The same classifier trained on {cas['n_synthetic']} class-balanced synthetic samples only, and on the "
-        f"{cas['n_real']} real training images, each tested on the real test split (mean ± std over seeds).",
+        f"{cas['n_real']} real training images (with {describe_augment(cas.get('classifier_augment', 'shift'))} "
+        "augmentation, eval.recipe_augment), each tested on the real test split (mean ± std over seeds).",
         "",
         "| trained on | test accuracy |",
         "|---|---|",
