@@ -12,6 +12,7 @@ import time
 from ganray.config import Config
 from ganray.errors import GanrayError
 from ganray.generation.jobs import generate, with_out
+from ganray.metrics.recipes import CHOSEN_ON
 from ganray.reporting.report import build_report
 from ganray.runs.export import load_generator
 from ganray.training.ray_train import train_with_ray
@@ -46,7 +47,7 @@ def run_demo(cfg: Config) -> str:
         f"    real-data accuracy      {cas['real']['mean']:.4f}",
         f"    synthetic-data accuracy {cas['synthetic']['mean']:.4f}   ({cas['ratio']:.3f}x of real)",
         *[f"    {float(f):.0%} of the real data: recipe {g['recipe']['name']} "
-          f"({'chosen on validation' if g['chosen_on'] == 'val' else 'the prior, on a validation tie'}) "
+          f"({CHOSEN_ON[g['chosen_on']]}) "
           f"{g['recipe_test']['mean']:.4f} vs {g['real_only']['mean']:.4f} real only"
           for f, g in low.items()],
         f"  verdict                 {report.get('verdict', 'no recipe for the run fraction')}",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ganray.cli import main
+from ganray.metrics.recipes import CHOSEN_ON
 from conftest import run_cli, set_args
 
 
@@ -133,6 +134,8 @@ def test_demo_runs_the_whole_pipeline_and_summarizes_it(capsys, tmp_path, ray_lo
     assert manifest["num_samples"] == 250 and len(manifest["shardlist"]) == 3
     report = json.loads((run / "report" / "report.json").read_text())
     assert report["train_on_synthetic"]["ratio"] == pytest.approx(ratio, abs=2e-3)
+    for f, g in report["low_data"].items():  # how the recipe was chosen, as report.json says (a size-gated real was once "the prior")
+        assert f"{float(f):.0%} of the real data: recipe {g['recipe']['name']} ({CHOSEN_ON[g['chosen_on']]})" in out
     assert (run / "generator" / "generator.json").is_file() and (run / "report" / "report.md").is_file()
 
 

@@ -263,6 +263,14 @@ class Choice:
     agreement: float | None = None  # the judge's agreement with the generator's labels, when the prior was considered
 
 
+# How each `Choice.basis` came about, in words for a person (the demo's summary).
+CHOSEN_ON: dict[str, str] = {
+    "val": "chosen on validation",
+    "prior": "the prior, on a validation tie",
+    "size": "real: no recipe ahead on validation, and no prior above its size gate",
+}
+
+
 def select_recipe(
     G: nn.Module | None, train: ImageDataset, val: ImageDataset, names: list[str], budget: Budget,
     judge: nn.Module | None = None, progress: Callable[[str], None] = lambda _: None, prior: Prior = Prior(),
