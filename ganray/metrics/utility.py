@@ -47,7 +47,7 @@ def _fit(data: ImageDataset, seed: int, steps: int, augment: str = "shift") -> n
 
 def _two_arms(
     G: nn.Module, base: ImageDataset, test: ImageDataset, n_synthetic: int, seeds: list[int], steps: int,
-    draw: int, augment: str = "shift",
+    draw: int, augment: str,
 ) -> tuple[Repeated, Repeated]:
     """Accuracy trained on `base`, and on synthetic data only, per seed."""
     first, second = [], []
